@@ -1,0 +1,160 @@
+"""What every stage command shares: the store, config flags, input and output handling."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from click.core import ParameterSource
+
+from rlctl import config as cfg
+from rlctl.errors import RlctlError, RunInterrupted
+from rlctl.records import RecordReader, RecordWriter, StreamWriter, validate
+from rlctl.records import kind as kind_by_name
+from rlctl.store import Run, Store, check_upstream, resolve_inputs
+
+log = logging.getLogger("rlctl")
+F = TypeVar("F", bound=Callable[..., Any])
+PIPE_CLOSED = 141
+
+
+def get_store(ctx: click.Context) -> Store:
+    root = ctx.find_root().obj or {}
+    return Store.open(root.get("store"))
+
+
+def config_options(f: F) -> F:
+    """`-c FILE.yaml` and repeatable `--set key=value` (DESIGN.md section 6)."""
+    f = click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override one config key (repeatable); beats the file, loses to flags.",
+    )(f)
+    return click.option(
+        "-c", "--config", "config_file", type=click.Path(dir_okay=False), help="YAML config file."
+    )(f)
+
+
+def resolve_config(ctx: click.Context, defaults: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    """Flags given on the command line win; every other key comes from --set, the file or the
+    defaults. Click's own defaults are ignored, so a config file is never silently overridden."""
+    flags = {
+        name: value
+        for name, value in ctx.params.items()
+        if name in defaults and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+    }
+    return cfg.resolve(
+        defaults,
+        file=ctx.params.get("config_file"),
+        sets=ctx.params.get("sets") or (),
+        flags=flags,
+        **kw,
+    )
+
+
+def input_option(f: F) -> F:
+    return click.option(
+        "-i",
+        "--input",
+        "inputs",
+        multiple=True,
+        metavar="IN",
+        help="File, glob, '-' (stdin), run id, RUN:artifact or latest:NAME (repeatable). "
+        "Default: stdin when piped.",
+    )(f)
+
+
+def output_option(f: F) -> F:
+    return click.option(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="Also write the records here (.jsonl, .jsonl.gz, .parquet); '-' forces stdout.",
+    )(f)
+
+
+def open_inputs(store: Store, run: Run, inputs: tuple[str, ...], kind: str) -> RecordReader:
+    """Records in, with lineage: artifacts link to their run, every record's run_id to its own."""
+    refs = list(inputs)
+    if not refs:
+        if sys.stdin.isatty():
+            raise click.UsageError("no input: pipe records in or pass -i FILE")
+        refs = ["-"]
+    resolved = resolve_inputs(store, refs, kind=kind)
+    for inp in resolved:
+        if inp.path != "-":
+            run.add_input(inp.path, inp.run_id, via="artifact" if inp.run_id else "file")
+    reader = RecordReader(
+        [i.path for i in resolved],
+        kind,
+        on_stdin_eof=lambda parents: check_upstream(store, parents),
+    )
+    run.track_parents(reader)
+    return reader
+
+
+def emit(
+    run: Run,
+    records: Iterable[dict[str, Any]],
+    kind: str,
+    *,
+    name: str,
+    output: str | None = None,
+    fmt: str = "jsonl",
+) -> int:
+    """Store the records as an artifact, and stream them to stdout when piped (or `-o -`).
+
+    Each record gets this run's id. Records are validated on the way out too: a stage that
+    writes a malformed record is a bug, and the next stage should not be the one to find it.
+    """
+    k = kind_by_name(kind)
+    to_stdout = output == "-" or (output is None and not sys.stdout.isatty())
+    sinks: list[Any] = [run.artifact(name, kind, fmt)]
+    if output not in (None, "-"):
+        sinks.append(RecordWriter(output))
+    stream = StreamWriter(sys.stdout.buffer) if to_stdout else None
+    n = 0
+    try:
+        for rec in records:
+            rec["run_id"] = run.run_id
+            problem = validate(rec, k)
+            if problem:
+                raise RlctlError(
+                    f"internal: {run.command} made an invalid {kind} record: {problem}"
+                )
+            for s in sinks:
+                s.write(rec)
+            if stream is not None:
+                stream.write(rec)
+            n += 1
+        if stream is not None:
+            stream.close()
+    except BaseException as e:
+        for s in sinks:
+            s.close(ok=False)
+        if isinstance(e, BrokenPipeError):
+            raise RunInterrupted("the next stage closed the pipe", PIPE_CLOSED) from None
+        raise
+    for s in sinks:
+        s.close(ok=True)
+    log.info("%d %s records -> %s (run %s)", n, kind, display_path(sinks[0].path), run.run_id)
+    return n
+
+
+def display_path(path: Path) -> str:
+    """Relative to the working directory when inside it: shorter, and still copy-pasteable."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def command_name(ctx: click.Context) -> str:
+    """`data pull` for `rlctl data pull`: what the runs table calls the command."""
+    return ctx.command_path.split(" ", 1)[1] if " " in ctx.command_path else ctx.command_path

@@ -1,0 +1,184 @@
+"""`rlctl runs ls|show|tail`: the history, without writing SQL."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import click
+import orjson
+
+from rlctl.cli.common import get_store
+from rlctl.store import Index, Store
+
+STATUSES = ("running", "ok", "failed", "interrupted")
+
+
+@click.group()
+def runs() -> None:
+    """List, show and follow runs."""
+
+
+@runs.command(
+    "ls",
+    epilog="\b\nExamples:\n  rlctl runs ls --status failed\n"
+    "  rlctl runs ls --command 'data pull' --json",
+)
+@click.option("--command", "command", help="Only runs of this command (e.g. 'data pull').")
+@click.option("--status", type=click.Choice(STATUSES), help="Only runs with this status.")
+@click.option(
+    "-n", "--limit", type=int, default=20, show_default=True, help="Newest N runs (0: all)."
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@click.pass_context
+def ls_cmd(
+    ctx: click.Context, command: str | None, status: str | None, limit: int, as_json: bool
+) -> None:
+    """Runs, newest first."""
+    from rlctl.cli.render import write
+
+    where, params = [], []
+    if command:
+        where.append("(command = ? OR replace(command, ' ', '-') = ?)")
+        params += [command, command]
+    if status:
+        where.append("status = ?")
+        params.append(status)
+    sql = (
+        "SELECT run_id, command, status, started_at, round(duration_s, 2) AS seconds, "
+        "(SELECT sum(records) FROM artifacts a "
+        "WHERE a.run_id = r.run_id AND a.complete) AS records, "
+        "error FROM runs r"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + " ORDER BY started_at DESC, run_id DESC"
+        + (f" LIMIT {int(limit)}" if limit > 0 else "")
+    )
+    write(Index(get_store(ctx)).query(sql, params), "json" if as_json else "table")
+
+
+def _synced_run(store: Store, ref: str) -> dict:
+    """Sync first, so a killed run reads `interrupted`, not `running`."""
+    rid = _latest(store) if ref == "latest" else store.match_run(ref)
+    with Index(store).connect():
+        pass
+    return store.read_run(rid) or {}
+
+
+def _latest(store: Store) -> str:
+    ids = store.run_ids()
+    if not ids:
+        raise click.UsageError(f"no runs in {store.root}")
+    return ids[0]
+
+
+@runs.command(
+    "show", epilog="\b\nExamples:\n  rlctl runs show latest\n  rlctl runs show 20261124-1200"
+)
+@click.argument("run_ref", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help="Print run.json as it is on disk.")
+@click.pass_context
+def show_cmd(ctx: click.Context, run_ref: str, as_json: bool) -> None:
+    """One run: status, config, artifacts, inputs (RUN: id, unique prefix/suffix, or 'latest')."""
+    store = get_store(ctx)
+    run = _synced_run(store, run_ref)
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(run, option=orjson.OPT_INDENT_2) + b"\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    head = Table.grid(padding=(0, 2))
+    for key in (
+        "run_id",
+        "command",
+        "status",
+        "error",
+        "started_at",
+        "ended_at",
+        "duration_s",
+        "host",
+        "seed",
+    ):
+        if run.get(key) is not None:
+            head.add_row(f"[bold]{key}[/]", str(run[key]))
+    if run.get("git"):
+        head.add_row(
+            "[bold]git[/]", f"{run['git']['sha'][:12]}{' (dirty)' if run['git']['dirty'] else ''}"
+        )
+    head.add_row("[bold]argv[/]", " ".join(run.get("argv") or []))
+    head.add_row("[bold]config[/]", orjson.dumps(run.get("config")).decode())
+    console.print(head)
+    arts = Table("artifact", "kind", "records", "complete", "path", title="artifacts")
+    for a in run.get("artifacts") or []:
+        arts.add_row(
+            a["name"], a["kind"], str(a["records"]), str(a["complete"]), str(store.root / a["path"])
+        )
+    console.print(arts)
+    if run.get("inputs"):
+        ins = Table("parent run", "input", "via", title="inputs")
+        for i in run["inputs"]:
+            ins.add_row(i.get("run_id") or "", i.get("input") or "", i.get("via") or "")
+        console.print(ins)
+
+
+@runs.command(
+    "tail", epilog="\b\nExamples:\n  rlctl runs tail latest -f\n  rlctl runs tail RUN -n 50"
+)
+@click.argument("run_ref", metavar="RUN")
+@click.option(
+    "-n", "--lines", type=int, default=10, show_default=True, help="Last N metric events."
+)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events until the run ends.")
+@click.pass_context
+def tail_cmd(ctx: click.Context, run_ref: str, lines: int, follow: bool) -> None:
+    """A run's metric events (metrics.jsonl), as `step name value` lines."""
+    store = get_store(ctx)
+    rid = _latest(store) if run_ref == "latest" else store.match_run(run_ref)
+    path = store.run_dir(rid) / "metrics.jsonl"
+    pos = _print_last(path, lines)
+    while follow:
+        run = _synced_run(store, rid)
+        pos = _print_from(path, pos)
+        if run.get("status") != "running":
+            sys.stderr.write(f"run {rid} {run.get('status')}\n")
+            return
+        time.sleep(1.0)
+
+
+def _fmt(line: bytes) -> str:
+    ev = orjson.loads(line)
+    step = "" if ev.get("step") is None else ev["step"]
+    return f"{ev.get('time', '')}\t{step}\t{ev.get('name')}\t{ev.get('value')}"
+
+
+def _print_last(path: Path, n: int) -> int:
+    if not path.exists():
+        return 0
+    last: deque[bytes] = deque(maxlen=n)
+    pos = 0
+    with open(path, "rb") as f:
+        for ln in f:
+            if not ln.endswith(b"\n"):
+                break
+            last.append(ln)
+            pos += len(ln)
+    for ln in last:
+        click.echo(_fmt(ln))
+    return pos
+
+
+def _print_from(path: Path, pos: int) -> int:
+    """Only whole lines: a line being appended is picked up on the next pass."""
+    if not path.exists():
+        return pos
+    with open(path, "rb") as f:
+        f.seek(pos)
+        for ln in f:
+            if not ln.endswith(b"\n"):
+                break
+            click.echo(_fmt(ln))
+            pos += len(ln)
+    return pos

@@ -1,0 +1,33 @@
+"""`rlctl sql`: the whole experiment history, one query away."""
+
+from __future__ import annotations
+
+import click
+
+from rlctl.cli.common import get_store
+
+EPILOG = """\b
+Tables: runs, artifacts, lineage, metrics; one view per record kind over all stored artifacts:
+prompts, pairs, rollouts, judged. JSON columns (messages, meta, verdict) take DuckDB's ->> path.
+
+\b
+Examples:
+  rlctl sql "SELECT command, status, started_at FROM runs ORDER BY started_at DESC LIMIT 5"
+  rlctl sql "SELECT run_id, count(*) FROM prompts GROUP BY 1"
+  rlctl sql "SELECT model, avg(reward) FROM judged JOIN runs USING (run_id) GROUP BY 1"
+  rlctl sql --json "SELECT * FROM prompts LIMIT 3" | rlctl data validate --kind prompt
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.argument("query")
+@click.option("--json", "fmt", flag_value="json", help="JSON lines on stdout (one object a row).")
+@click.option("--csv", "fmt", flag_value="csv", help="CSV with a header row.")
+@click.pass_context
+def sql(ctx: click.Context, query: str, fmt: str | None) -> None:
+    """Run a DuckDB SQL query over the store (synced with the run files first)."""
+    from rlctl.cli.render import write
+    from rlctl.store import Index
+
+    result = Index(get_store(ctx)).query(query)
+    write(result, fmt or "table")

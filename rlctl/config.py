@@ -1,0 +1,110 @@
+"""Declarative config: defaults < YAML file < `--set key=value` < flags (DESIGN.md section 6).
+
+Unknown keys are errors with a "did you mean", because a typo in a recipe that silently falls
+back to a default costs a GPU-day. Sections named in `open_sections` pass through unchecked: those
+go to TRL's own config classes, which validate them.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlctl.errors import BadInput
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInput(f"{p}: cannot read config ({e})") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark else str(p)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise BadInput(f"{where}: invalid YAML ({problem})") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BadInput(f"{p}: a config file must be a mapping of keys to values")
+    return data
+
+
+def parse_sets(items: Iterable[str]) -> dict[str, Any]:
+    """`a.b=3` -> {"a": {"b": 3}}; values are parsed as YAML scalars (`true`, `1e-5`, `[1,2]`)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise BadInput(f"--set {item!r}: expected KEY=VALUE, e.g. --set limit=50")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def check_keys(
+    data: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    where: str,
+    open_sections: Iterable[str] = (),
+    prefix: str = "",
+) -> None:
+    open_set = set(open_sections)
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in defaults:
+            hint = difflib.get_close_matches(str(key), [str(k) for k in defaults], n=1)
+            did = f"; did you mean {prefix}{hint[0]!r}?" if hint else ""
+            known = ", ".join(sorted(str(k) for k in defaults))
+            raise BadInput(f"{where}: unknown key {dotted!r}{did} (known: {known})")
+        if dotted in open_set:
+            continue
+        if isinstance(defaults[key], Mapping) and defaults[key] and isinstance(value, Mapping):
+            check_keys(value, defaults[key], where, open_set, prefix=f"{dotted}.")
+
+
+def resolve(
+    defaults: Mapping[str, Any],
+    *,
+    file: str | Path | None = None,
+    sets: Iterable[str] = (),
+    flags: Mapping[str, Any] | None = None,
+    open_sections: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The config a run actually used; it is saved whole into run.json."""
+    config = dict(defaults)
+    if file:
+        from_file = load_file(file)
+        check_keys(from_file, defaults, str(file), open_sections)
+        config = merge(config, from_file)
+    from_sets = parse_sets(sets)
+    check_keys(from_sets, defaults, "--set", open_sections)
+    config = merge(config, from_sets)
+    return merge(config, flags or {})

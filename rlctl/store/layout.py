@@ -1,0 +1,122 @@
+"""Where things live in a store, and the one way files in it are written (atomically).
+
+Files are the truth (DESIGN.md section 5): every writer touches only its own run's folder and
+replaces files by rename, so a reader on any node sees an old or a new version, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rlctl.errors import BadInput
+
+STORE_ENV = "RLCTL_STORE"
+DEFAULT_STORE = ".rlctl"
+
+
+def resolve_root(cli_value: str | Path | None = None) -> Path:
+    """`--store`, else `$RLCTL_STORE`, else `./.rlctl`."""
+    value = cli_value or os.environ.get(STORE_ENV) or DEFAULT_STORE
+    return Path(value).expanduser().absolute()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, orjson.dumps(obj, option=orjson.OPT_INDENT_2, default=str) + b"\n")
+
+
+def new_run_id(command: str) -> str:
+    """Sortable by start time, readable in `ls`, unique across hosts without coordination."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    slug = "".join(c if c.isalnum() else "-" for c in command.lower()).strip("-") or "run"
+    return f"{stamp}-{slug}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class Store:
+    root: Path
+
+    @classmethod
+    def open(cls, cli_value: str | Path | None = None) -> Store:
+        root = resolve_root(cli_value)
+        if root.exists() and not root.is_dir():
+            raise BadInput(f"store {root} is not a directory; pass --store DIR or set {STORE_ENV}")
+        return cls(root)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / "index.duckdb"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "index.lock"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / run_id
+
+    def run_json(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "run.json"
+
+    def ensure(self) -> None:
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+
+    def read_run(self, run_id: str) -> dict[str, Any] | None:
+        try:
+            return orjson.loads(self.run_json(run_id).read_bytes())
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except orjson.JSONDecodeError:
+            # Only a hand-edited file can be torn (we write by rename); treat it as unknown.
+            return None
+
+    def run_ids(self, newest_first: bool = True) -> list[str]:
+        """Run ids sort by start time because they begin with a UTC timestamp."""
+        try:
+            ids = [e.name for e in os.scandir(self.runs_dir) if e.is_dir()]
+        except FileNotFoundError:
+            return []
+        return sorted(ids, reverse=newest_first)
+
+    def iter_runs(self) -> Iterator[dict[str, Any]]:
+        """Newest first; skips folders without a readable run.json (a run being created)."""
+        for rid in self.run_ids():
+            run = self.read_run(rid)
+            if run is not None:
+                yield run
+
+    def match_run(self, ref: str) -> str:
+        """A full run id, a unique prefix of one, or a unique suffix (the random part)."""
+        ids = self.run_ids()
+        if ref in ids:
+            return ref
+        hits = [i for i in ids if i.startswith(ref) or i.endswith(ref)]
+        if len(hits) == 1:
+            return hits[0]
+        if not hits:
+            raise BadInput(f"no run {ref!r} in store {self.root}; see 'rlctl runs ls'")
+        raise BadInput(f"{ref!r} matches {len(hits)} runs ({', '.join(hits[:3])}, ...); be longer")

@@ -1,0 +1,281 @@
+"""The `Run` context every command opens: one folder of files that says what happened.
+
+A run never touches the DuckDB index: it writes run.json (replaced atomically on every change),
+appends to metrics.jsonl and publishes artifacts by rename. That keeps any number of concurrent
+runs, on any number of nodes, free of lock errors; the index catches up when someone queries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, Protocol
+
+import orjson
+
+from rlctl import __version__
+from rlctl.errors import RunInterrupted
+from rlctl.records.io import RecordWriter
+from rlctl.store.layout import Store, atomic_write_json, new_run_id
+from rlctl.store.liveness import HEARTBEAT_S, hostname, process_started
+from rlctl.store.redact import redact_argv, redact_value
+
+log = logging.getLogger("rlctl")
+
+# Versions recorded in run.json: read from package metadata, never imported (that costs seconds).
+TRACKED_PACKAGES = (
+    "rlctl",
+    "torch",
+    "transformers",
+    "trl",
+    "vllm",
+    "accelerate",
+    "peft",
+    "datasets",
+    "lm_eval",
+    "duckdb",
+    "deepspeed",
+)
+_ENV_RECORDED = ("SLURM_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_PROCID", "CUDA_VISIBLE_DEVICES")
+_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+
+
+class ParentSource(Protocol):
+    """Anything that learns parent run ids while it is consumed (a RecordReader)."""
+
+    parent_run_ids: set[str]
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    out.setdefault("rlctl", __version__)
+    return out
+
+
+def git_state(cwd: Path | None = None) -> dict[str, Any] | None:
+    """The experiment's repository (the working directory), so a result can be re-run."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return {"sha": sha.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+class Artifact(RecordWriter):
+    """A record file inside the run's artifact folder, registered in run.json when closed."""
+
+    def __init__(self, run: Run, name: str, kind: str, fmt: str = "jsonl") -> None:
+        self.run = run
+        self.name = name
+        self.kind = kind
+        super().__init__(run.artifact_dir / f"{name}.{fmt}")
+        run._open_artifacts.append(self)
+
+    def close(self, ok: bool = True) -> Path:
+        if self.closed:
+            return self.path
+        final = super().close(ok)
+        self.run._register_artifact(self, final, complete=ok)
+        return final
+
+
+class Run:
+    """Context manager: status `running` on entry; `ok`, `failed` or `interrupted` on exit."""
+
+    def __init__(
+        self,
+        store: Store,
+        command: str,
+        *,
+        argv: list[str] | None = None,
+        config: dict[str, Any] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.store = store
+        self.command = command
+        self.run_id = new_run_id(command)
+        self.dir = store.run_dir(self.run_id)
+        self.artifact_dir = store.artifacts_dir / self.run_id
+        self._open_artifacts: list[Artifact] = []
+        self._parent_sources: list[ParentSource] = []
+        self._inputs: dict[tuple[str | None, str], dict[str, Any]] = {}
+        self._metrics_f: Any = None
+        self._stop = threading.Event()
+        self._old_handlers: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self.info: dict[str, Any] = {
+            "run_id": self.run_id,
+            "command": command,
+            "argv": redact_argv(list(sys.argv[1:] if argv is None else argv)),
+            "config": redact_value(config or {}),
+            "seed": seed,
+            "status": "running",
+            "started_at": utc_now(),
+            "ended_at": None,
+            "duration_s": None,
+            "host": hostname(),
+            "pid": os.getpid(),
+            "pid_started": process_started(os.getpid()),
+            "cwd": str(Path.cwd()),
+            "git": git_state(),
+            "versions": package_versions(),
+            "env": {k: os.environ[k] for k in _ENV_RECORDED if k in os.environ},
+            "error": None,
+            "artifacts": [],
+            "inputs": [],
+        }
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> Run:
+        self.store.ensure()
+        self.dir.mkdir(parents=True)
+        self._t0 = time.monotonic()
+        self.save()
+        (self.dir / "heartbeat").touch()
+        threading.Thread(target=self._heartbeat, name="rlctl-heartbeat", daemon=True).start()
+        self._install_signal_handlers()
+        log.debug("run %s started in %s", self.run_id, self.dir)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._restore_signal_handlers()
+        if exc is None:
+            status, error = "ok", None
+        elif isinstance(exc, RunInterrupted):
+            status, error = "interrupted", exc.reason
+        elif isinstance(exc, KeyboardInterrupt):
+            status, error = "interrupted", "SIGINT"
+        elif isinstance(exc, BrokenPipeError):
+            status, error = "interrupted", "the next stage closed the pipe"
+        else:
+            status, error = "failed", (str(exc).splitlines() or [type(exc).__name__])[0]
+        for art in list(self._open_artifacts):
+            art.close(ok=status == "ok")
+        if self._metrics_f is not None:
+            self._metrics_f.close()
+        self.finish(status, error)
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        for src in self._parent_sources:
+            self.add_parents(src.parent_run_ids)
+        self.info.update(
+            status=status,
+            error=error,
+            ended_at=utc_now(),
+            duration_s=round(time.monotonic() - self._t0, 3),
+        )
+        self.save()
+        log.debug("run %s %s", self.run_id, status)
+
+    def save(self) -> None:
+        with self._lock:
+            atomic_write_json(self.dir / "run.json", self.info)
+
+    # -- what the run reads --------------------------------------------------------------
+    def track_parents(self, source: ParentSource) -> None:
+        """Lineage from the `run_id` of every record `source` yields, collected at exit."""
+        self._parent_sources.append(source)
+
+    def add_parents(self, run_ids: Iterable[str], via: str = "record") -> None:
+        for rid in sorted(set(run_ids) - {self.run_id}):
+            self._inputs.setdefault((rid, via), {"run_id": rid, "input": None, "via": via})
+        self.info["inputs"] = list(self._inputs.values())
+
+    def add_input(self, path: str | Path, run_id: str | None = None, via: str = "file") -> None:
+        """An input file (an artifact when `run_id` is known, else a path outside the store)."""
+        entry = {"run_id": run_id, "input": str(path), "via": via}
+        self._inputs.setdefault((run_id, str(path)), entry)
+        self.info["inputs"] = list(self._inputs.values())
+        self.save()
+
+    # -- what the run writes -------------------------------------------------------------
+    def artifact(self, name: str, kind: str, fmt: str = "jsonl") -> Artifact:
+        return Artifact(self, name, kind, fmt)
+
+    def _register_artifact(self, art: Artifact, final: Path, complete: bool) -> None:
+        self._open_artifacts.remove(art)
+        self.info["artifacts"].append(
+            {
+                "name": art.name,
+                "kind": art.kind,
+                "format": art.format,
+                "path": str(final.relative_to(self.store.root)),
+                "records": art.count,
+                "bytes": final.stat().st_size,
+                "complete": complete,
+                "created_at": utc_now(),
+            }
+        )
+        self.save()
+
+    def metric(self, name: str, value: float, step: int | None = None) -> None:
+        """Append-only: one line per event, written whole, so a tail never sees half a line."""
+        if self._metrics_f is None:
+            self._metrics_f = open(self.dir / "metrics.jsonl", "ab")  # noqa: SIM115
+        line = {"run_id": self.run_id, "step": step, "name": name, "value": value}
+        line["time"] = utc_now()
+        self._metrics_f.write(orjson.dumps(line) + b"\n")
+        self._metrics_f.flush()
+
+    # -- liveness ------------------------------------------------------------------------
+    def _heartbeat(self) -> None:
+        beat = self.dir / "heartbeat"
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(beat)
+            except OSError:
+                return
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in _SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                self._old_handlers[sig] = signal.signal(sig, _raise_interrupted)
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise RunInterrupted(signal.Signals(signum).name, 128 + signum)
