@@ -84,12 +84,18 @@ when piped, everything else goes to stderr. Exit codes: 0 ok, 1 failure, 2 bad i
 def main(ctx: click.Context, store_path: str | None, debug: bool) -> None:
     """rlctl: LLM post-training experiments as composable, recorded stages."""
     _state["debug"] = debug
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG if debug else logging.INFO,
-        format="rlctl: %(message)s",
-    )
+    setup_logging(debug)
     ctx.obj = {"store": store_path}
+
+
+def setup_logging(debug: bool) -> None:
+    """Our logger only: libraries keep their own handlers, so nothing is printed twice."""
+    logger = logging.getLogger("rlctl")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("rlctl: %(message)s"))
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 def _fail(message: str, code: int) -> int:

@@ -60,6 +60,8 @@ def write_table(result: QueryResult, title: str | None = None, max_width: int = 
     for row in result.rows:
         table.add_row(*("" if v is None else _short(v, max_width * 3) for v in row))
     console = Console(soft_wrap=False)
+    if not console.is_terminal:  # piped into a file or a pager: do not wrap at 80 columns
+        console = Console(soft_wrap=False, width=max(console.width, 400))
     console.print(table)
     if not result.rows:
         console.print("(no rows)", style="dim")

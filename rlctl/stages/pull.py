@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import random
 import re
+import socket
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from rlctl.data import SAMPLES
 from rlctl.errors import BadInput
@@ -51,8 +55,24 @@ def _split_from_filename(path: str) -> str | None:
     return {"valid": "validation", "dev": "validation"}.get(m.group(1), m.group(1)) if m else None
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname or "", port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def hub_rows(hub_id: str, split: str, **kwargs: Any) -> Iterator[Row]:
     """Rows streamed from the hub. Any failure to reach it becomes one line pointing at --from."""
+    offline_known = "datasets" in sys.modules or os.environ.get("HF_HUB_OFFLINE")
+    if not offline_known and not hub_reachable():
+        # Straight to the local cache instead of ~30 s of retries against a dead network. Set
+        # before the import: huggingface_hub reads the variable once, when it is imported.
+        log.debug("the Hugging Face hub is unreachable; trying the local datasets cache")
+        os.environ["HF_HUB_OFFLINE"] = "1"
     try:
         import datasets
     except ImportError:
