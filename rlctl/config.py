@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,29 @@ from typing import Any
 import yaml
 
 from rlctl.errors import BadInput
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 floats: PyYAML follows YAML 1.1, where `1e-5` (no dot) is a *string*, and a
+    learning rate written the way everyone writes it would reach TRL as text."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
@@ -27,7 +51,7 @@ def load_file(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise BadInput(f"{p}: cannot read config ({e})") from e
     try:
-        data = yaml.safe_load(text)
+        data = _yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark else str(p)
@@ -48,7 +72,7 @@ def parse_sets(items: Iterable[str]) -> dict[str, Any]:
             raise BadInput(f"--set {item!r}: expected KEY=VALUE, e.g. --set limit=50")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw else ""
+            value = _yaml(raw) if raw else ""
         except yaml.YAMLError:
             value = raw
         node = out
@@ -81,7 +105,7 @@ def check_keys(
         dotted = f"{prefix}{key}"
         if key not in defaults:
             hint = difflib.get_close_matches(str(key), [str(k) for k in defaults], n=1)
-            did = f"; did you mean {prefix}{hint[0]!r}?" if hint else ""
+            did = f"; did you mean '{prefix}{hint[0]}'?" if hint else ""
             known = ", ".join(sorted(str(k) for k in defaults))
             raise BadInput(f"{where}: unknown key {dotted!r}{did} (known: {known})")
         if dotted in open_set:

@@ -157,7 +157,10 @@ def _maybe_gunzip(f: IO[bytes]) -> IO[bytes]:
 def _json_problem(line: bytes, e: Exception) -> str:
     try:
         line.decode("utf-8")
+        binary = b"\x00" in line
     except UnicodeDecodeError:
+        binary = True
+    if binary:
         return "not UTF-8 text (binary data?); records must be UTF-8 JSON lines"
     text = line.rstrip(b"\r\n")
     if not text.lstrip().startswith(b"{"):
