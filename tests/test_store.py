@@ -1,0 +1,295 @@
+"""The artifact store: run statuses, secrets, lineage, the index and its rebuild."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from rlctl.errors import RunInterrupted
+from rlctl.store import Index, Run, Store
+from tests.conftest import RLCTL, Runner, jsonl
+
+PROMPT = {"id": "p", "messages": [{"role": "user", "content": "q"}]}
+QUERIES = [
+    "SELECT * EXCLUDE (file_mtime_ns, file_size) FROM runs ORDER BY run_id",
+    "SELECT * FROM artifacts ORDER BY path",
+    "SELECT * FROM lineage ORDER BY ALL",
+    "SELECT * FROM metrics ORDER BY ALL",
+    "SELECT * FROM prompts ORDER BY run_id, id",
+    "SELECT count(*) FROM pairs",
+]
+
+
+def run_json(store: Path, run_id: str) -> dict:
+    return orjson.loads((store / "runs" / run_id / "run.json").read_bytes())
+
+
+def test_run_records_what_happened(store: Path) -> None:
+    s = Store(store)
+    with Run(s, "unit ok", argv=["x"], config={"lr": 0.1}, seed=3) as run:
+        assert run_json(store, run.run_id)["status"] == "running"
+        with run.artifact("prompts", "prompt") as art:
+            art.write({**PROMPT, "run_id": run.run_id})
+        run.metric("loss", 0.5, step=1)
+    info = run_json(store, run.run_id)
+    assert info["status"] == "ok" and info["seed"] == 3 and info["config"] == {"lr": 0.1}
+    assert info["argv"] == ["x"] and info["host"] and info["pid"] == os.getpid()
+    assert info["versions"]["duckdb"] and info["versions"]["python"]
+    assert info["ended_at"] >= info["started_at"] and info["duration_s"] >= 0
+    assert info["artifacts"][0] | {"created_at": None} == {
+        "name": "prompts",
+        "kind": "prompt",
+        "format": "jsonl",
+        "path": f"artifacts/{run.run_id}/prompts.jsonl",
+        "records": 1,
+        "bytes": (store / info["artifacts"][0]["path"]).stat().st_size,
+        "complete": True,
+        "created_at": None,
+    }
+    assert (store / "runs" / run.run_id / "metrics.jsonl").read_text().count("\n") == 1
+
+
+def test_failed_and_interrupted_runs_flag_partial_artifacts(store: Path) -> None:
+    s = Store(store)
+    with pytest.raises(ValueError), Run(s, "unit fail") as failed:
+        failed.artifact("prompts", "prompt").write(PROMPT)
+        raise ValueError("bad thing\nsecond line")
+    with pytest.raises(RunInterrupted), Run(s, "unit stop") as stopped:
+        raise RunInterrupted("SIGTERM", 143)
+    f, i = run_json(store, failed.run_id), run_json(store, stopped.run_id)
+    assert (f["status"], f["error"]) == ("failed", "bad thing")
+    assert (i["status"], i["error"]) == ("interrupted", "SIGTERM")
+    assert f["artifacts"][0]["complete"] is False
+    assert f["artifacts"][0]["path"].endswith("prompts.jsonl.partial")
+    rows = Index(s).query("SELECT count(*) FROM prompts").rows
+    assert rows == [(0,)]  # a partial artifact never feeds a view
+
+
+def test_secrets_never_reach_run_json(rlctl: Runner, store: Path) -> None:
+    s = Store(store)
+    key = "sk-abcdefghijklmnopqrstuvwxyz123456"
+    argv = [
+        "--api-key",
+        key,
+        "--token=hf_abcdefghijklmnopqrstuvwxyz",
+        "--set",
+        f"judge.api_key={key}",
+    ]
+    with Run(
+        s,
+        "unit secret",
+        argv=argv,
+        config={"judge": {"api_key": key, "url": "x"}, "note": f"Bearer {key}"},
+    ) as run:
+        pass
+    text = (store / "runs" / run.run_id / "run.json").read_text()
+    assert key not in text and "hf_abcdef" not in text
+    assert run_json(store, run.run_id)["config"]["judge"] == {"api_key": "***", "url": "x"}
+
+
+def test_lineage_through_a_pipe_and_store_references(rlctl: Runner, sql) -> None:
+    r = rlctl(
+        shell="$RLCTL data pull gsm8k --sample --limit 5 | $RLCTL data validate --kind prompt"
+    )
+    assert r.returncode == 0, r.stderr
+    (pull,) = sql("SELECT run_id FROM runs WHERE command = 'data pull'")
+    (edge,) = sql(
+        "SELECT l.parent_run_id, l.via FROM lineage l JOIN runs r USING (run_id) WHERE r.command = 'data validate'"
+    )
+    assert edge == {"parent_run_id": pull["run_id"], "via": "record"}
+    for ref in (
+        pull["run_id"],
+        pull["run_id"][-6:],
+        f"{pull['run_id']}:prompts",
+        "latest:data-pull",
+        "latest:prompts",
+    ):
+        v = rlctl("data", "validate", "-i", ref, "--kind", "prompt")
+        assert v.returncode == 0 and b"5 valid" in v.stderr, (ref, v.stderr)
+    edges = sql("SELECT DISTINCT parent_run_id, via FROM lineage WHERE via = 'artifact'")
+    assert edges == [{"parent_run_id": pull["run_id"], "via": "artifact"}]
+    bad = rlctl("data", "validate", "-i", "latest:nothing", "--kind", "prompt")
+    assert bad.returncode == 2 and "latest:nothing" in bad.stderr.decode()
+
+
+def test_a_failed_producer_fails_its_consumer(rlctl: Runner, sql, tmp_path: Path) -> None:
+    """The pipe just closes when the producer dies; the consumer must not call that complete."""
+    good = '{"question": "q", "answer": "#### 1"}\n'
+    (tmp_path / "half.jsonl").write_text(good * 2 + '{"question": "q"}\n')
+    r = rlctl(shell="$RLCTL data pull gsm8k --from half.jsonl | $RLCTL data validate --kind prompt")
+    assert r.returncode == 1
+    assert "the stage feeding stdin" in r.stderr.decode() and "failed" in r.stderr.decode()
+    statuses = {row["command"]: row["status"] for row in sql("SELECT command, status FROM runs")}
+    assert statuses == {"data pull": "failed", "data validate": "failed"}
+
+
+def _fifo_writer(tmp_path: Path, lines: int = 3) -> tuple[Path, threading.Thread, threading.Event]:
+    """A named pipe that yields a few rows and then stalls: a writer we can kill mid-run."""
+    fifo = tmp_path / "slow.jsonl"
+    os.mkfifo(fifo)
+    done = threading.Event()
+
+    def feed() -> None:
+        with open(fifo, "w") as f:
+            f.write('{"question": "q", "answer": "#### 1"}\n' * lines)
+            f.flush()
+            done.wait(60)
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    return fifo, t, done
+
+
+def _wait_running(sql, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sql("SELECT status FROM runs") == [{"status": "running"}]:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the writer never started")
+
+
+def test_kill_9_is_marked_interrupted_at_the_next_query(env: dict, sql, tmp_path: Path) -> None:
+    fifo, _, done = _fifo_writer(tmp_path)
+    proc = subprocess.Popen(
+        [*RLCTL.split(), "data", "pull", "gsm8k", "--from", str(fifo)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_running(sql)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()  # reaped; a zombie is treated as dead as well
+        (row,) = sql("SELECT status, error FROM runs")
+        assert row["status"] == "interrupted" and "gone" in row["error"]
+        assert sql("SELECT count(*) AS n FROM prompts") == [{"n": 0}]
+    finally:
+        done.set()
+
+
+def test_sigterm_marks_interrupted_and_sets_the_output_aside(
+    env: dict, sql, store: Path, tmp_path: Path
+) -> None:
+    fifo, _, done = _fifo_writer(tmp_path)
+    proc = subprocess.Popen(
+        [*RLCTL.split(), "data", "pull", "gsm8k", "--from", str(fifo)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_running(sql)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        done.set()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err.decode().strip() == "rlctl: error: interrupted (SIGTERM)"
+    (row,) = sql("SELECT status, error FROM runs")
+    assert row == {"status": "interrupted", "error": "SIGTERM"}
+    (art,) = sql("SELECT complete, path FROM artifacts")
+    assert art["complete"] is False and art["path"].endswith(".partial")
+
+
+def test_a_closed_pipe_interrupts_quietly(rlctl: Runner, sql) -> None:
+    r = rlctl(shell="set -o pipefail; $RLCTL data pull gsm8k --sample | head -n 1")
+    assert r.returncode == 141
+    assert len(jsonl(r.stdout)) == 1 and r.stderr == b""
+    (row,) = sql("SELECT status, error FROM runs")
+    assert row == {"status": "interrupted", "error": "the next stage closed the pipe"}
+
+
+def test_rebuild_gives_identical_answers(rlctl: Runner, store: Path) -> None:
+    for args in (
+        ["gsm8k", "--sample", "--limit", "20"],
+        ["hh-rlhf", "--sample", "--format", "parquet"],
+        ["mbpp", "--sample"],
+    ):
+        assert rlctl("data", "pull", *args).returncode == 0
+    rlctl(shell="$RLCTL data pull gsm8k --sample --limit 3 | $RLCTL data validate --kind prompt")
+    rlctl("data", "validate", "-i", "missing.jsonl", "--kind", "prompt")  # a failed run too
+    index = Index(Store(store))
+    before = [index.query(q).rows for q in QUERIES]
+    assert before[0] and before[4]
+    r = rlctl("store", "rebuild")
+    assert r.returncode == 0 and b"rebuilt from 6 runs" in r.stderr
+    assert [index.query(q).rows for q in QUERIES] == before
+
+
+def test_a_damaged_index_is_rebuilt_not_fatal(rlctl: Runner, sql, store: Path) -> None:
+    assert rlctl("data", "pull", "gsm8k", "--sample", "--limit", "2").returncode == 0
+    assert sql("SELECT count(*) AS n FROM prompts") == [{"n": 2}]
+    (store / "index.duckdb").write_bytes(b"garbage" * 1000)
+    assert sql("SELECT count(*) AS n FROM prompts") == [{"n": 2}]
+
+
+def test_a_moved_store_reindexes_its_paths(rlctl: Runner, store: Path, tmp_path: Path) -> None:
+    assert rlctl("data", "pull", "gsm8k", "--sample", "--limit", "2").returncode == 0
+    assert rlctl("sql", "SELECT 1").returncode == 0
+    moved = tmp_path / "moved"
+    store.rename(moved)
+    r = rlctl("--store", str(moved), "sql", "--json", "SELECT count(*) AS n FROM prompts")
+    assert r.returncode == 0 and jsonl(r.stdout) == [{"n": 2}]
+
+
+def test_a_silent_run_on_another_host_goes_stale(store: Path) -> None:
+    s = Store(store)
+    with Run(s, "unit remote") as run:
+        pass
+    info = dict(run_json(store, run.run_id), status="running", host="gpu-node-17", ended_at=None)
+    (store / "runs" / run.run_id / "run.json").write_bytes(orjson.dumps(info))
+    beat = store / "runs" / run.run_id / "heartbeat"
+    os.utime(beat, (time.time() - 3600, time.time() - 3600))
+    assert Index(s).query("SELECT status FROM runs").rows == [("interrupted",)]
+    assert "no heartbeat from gpu-node-17" in run_json(store, run.run_id)["error"]
+
+
+def test_a_fresh_heartbeat_keeps_a_remote_run_running(store: Path) -> None:
+    s = Store(store)
+    with Run(s, "unit remote") as run:
+        pass
+    info = dict(run_json(store, run.run_id), status="running", host="gpu-node-17")
+    (store / "runs" / run.run_id / "run.json").write_bytes(orjson.dumps(info))
+    assert Index(s).query("SELECT status FROM runs").rows == [("running",)]
+
+
+def test_runs_ls_show_tail(rlctl: Runner, store: Path) -> None:
+    rlctl("data", "pull", "gsm8k", "--sample", "--limit", "2")
+    rlctl("data", "validate", "-i", "nope.jsonl", "--kind", "prompt")
+    ls = jsonl(rlctl("runs", "ls", "--json").stdout)
+    assert [r["command"] for r in ls] == ["data validate", "data pull"]  # newest first
+    assert [r["status"] for r in jsonl(rlctl("runs", "ls", "--json", "--status", "ok").stdout)] == [
+        "ok"
+    ]
+    assert [
+        r["command"] for r in jsonl(rlctl("runs", "ls", "--json", "--command", "data-pull").stdout)
+    ] == ["data pull"]
+    show = rlctl("runs", "show", ls[1]["run_id"], "--json")
+    assert orjson.loads(show.stdout)["artifacts"][0]["records"] == 2
+    table = rlctl("runs", "show", "latest").stdout.decode()
+    assert "data validate" in table and "failed" in table
+    tail = rlctl("runs", "tail", ls[1]["run_id"]).stdout.decode().strip().split("\t")
+    assert tail[2:] == ["records", "2"]
+
+
+def test_sql_output_formats_and_errors(rlctl: Runner) -> None:
+    rlctl("data", "pull", "gsm8k", "--sample", "--limit", "2")
+    csv = rlctl("sql", "--csv", "SELECT id, reference FROM prompts ORDER BY id").stdout.decode()
+    assert csv.splitlines() == ["id,reference", "gsm8k/test/0,18", "gsm8k/test/1,3"]
+    rows = jsonl(rlctl("sql", "--json", "SELECT messages FROM prompts LIMIT 1").stdout)
+    assert rows[0]["messages"][0]["role"] == "user"  # JSON columns come back as structure
+    table = rlctl("sql", "SELECT id FROM prompts").stdout.decode()
+    assert "gsm8k/test/0" in table
+    bad = rlctl("sql", "SELECT nope FROM prompts")
+    assert bad.returncode == 2 and len(bad.stderr.decode().strip().splitlines()) == 1
+    assert "SQL error" in bad.stderr.decode()
