@@ -30,7 +30,8 @@ class SqlLoop(threading.Thread):
                         *RLCTL.split(),
                         "sql",
                         "--csv",
-                        "SELECT status, count(*) FROM runs GROUP BY 1; SELECT count(*) FROM prompts",
+                        "SELECT status, count(*) FROM runs GROUP BY 1; "
+                        "SELECT count(*) FROM prompts",
                     ],
                     env=self.env,
                     cwd=self.cwd,

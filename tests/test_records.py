@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 from pathlib import Path
 
 import orjson
@@ -145,3 +146,25 @@ def test_missing_input_file_and_empty_glob(rlctl: Runner) -> None:
     assert r.returncode == 2 and "nope.jsonl" in r.stderr.decode()
     r = rlctl("data", "validate", "-i", "none-*.jsonl", "--kind", "prompt")
     assert r.returncode == 2 and "no file matches" in r.stderr.decode()
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "parquet"])
+def test_a_fifo_target_is_written_in_place_not_replaced(tmp_path: Path, suffix: str) -> None:
+    """`-o /dev/stdout` or a named pipe: renaming over it would replace the node itself."""
+    import stat
+    import threading
+
+    fifo = tmp_path / f"out.{suffix}"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with RecordWriter(fifo) as w:
+        w.write_all(PROMPTS)
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    if suffix == "jsonl":
+        assert [orjson.loads(x) for x in got[0].splitlines()] == PROMPTS
+    else:
+        assert got[0][:4] == b"PAR1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [fifo.name]

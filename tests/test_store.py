@@ -101,7 +101,8 @@ def test_lineage_through_a_pipe_and_store_references(rlctl: Runner, sql) -> None
     assert r.returncode == 0, r.stderr
     (pull,) = sql("SELECT run_id FROM runs WHERE command = 'data pull'")
     (edge,) = sql(
-        "SELECT l.parent_run_id, l.via FROM lineage l JOIN runs r USING (run_id) WHERE r.command = 'data validate'"
+        "SELECT l.parent_run_id, l.via FROM lineage l JOIN runs r USING (run_id) "
+        "WHERE r.command = 'data validate'"
     )
     assert edge == {"parent_run_id": pull["run_id"], "via": "record"}
     for ref in (

@@ -11,7 +11,9 @@ import glob
 import gzip
 import io
 import os
+import shutil
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -206,15 +208,26 @@ def dumps(record: dict[str, Any]) -> bytes:
 
 class RecordWriter:
     """Writes one record file atomically: a hidden temp name, renamed only when closed with
-    success. A failed writer leaves `<name>.partial`, which no reader mistakes for output."""
+    success. A failed writer leaves `<name>.partial`, which no reader mistakes for output.
+
+    A target that exists and is not a regular file (a FIFO, /dev/stdout, a device) is written
+    in place instead: renaming over it would replace the device node itself.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.format = record_format(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self._jsonl_tmp = self._tmp if self.format != "parquet" else self._tmp.with_suffix(".jsonl")
-        raw = open(self._jsonl_tmp, "wb")  # noqa: SIM115 (closed in close())
+        self.in_place = self.path.exists() and not self.path.is_file()
+        if self.in_place:
+            scratch = Path(tempfile.mkdtemp(prefix="rlctl-"))
+            self._tmp = scratch / f"out.{self.format}"
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        parquet = self.format == "parquet"
+        self._jsonl_tmp = self._tmp.with_suffix(".jsonl") if parquet else self._tmp
+        sink = self._jsonl_tmp if parquet or not self.in_place else self.path
+        raw = open(sink, "wb")  # noqa: SIM115 (closed in close())
         self._f: IO[bytes] = (
             gzip.GzipFile(fileobj=raw, mode="wb") if self.format == "jsonl.gz" else raw
         )
@@ -247,9 +260,14 @@ class RecordWriter:
             as_json = sorted(k for k, ts in self._types.items() if len(ts) > 1 or ts & {dict, list})
             _jsonl_to_parquet(self._jsonl_tmp, self._tmp, as_json)
             self._jsonl_tmp.unlink()
+        if self.in_place:
+            if ok and self.format == "parquet":
+                with open(self._tmp, "rb") as src, open(self.path, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            shutil.rmtree(self._tmp.parent, ignore_errors=True)
+            return self.path
         final = self.path if ok else self.path.with_name(self.path.name + ".partial")
-        src = self._tmp if ok else self._jsonl_tmp
-        os.replace(src, final)
+        os.replace(self._tmp if ok else self._jsonl_tmp, final)
         return final
 
     def __enter__(self) -> RecordWriter:
