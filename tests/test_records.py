@@ -90,6 +90,17 @@ def test_validation_names_the_field(kind: str, record: dict, field: str) -> None
     assert problem is not None and problem[0] == field
 
 
+def test_null_optional_fields_count_as_absent() -> None:
+    assert (
+        validate({"id": "x", "prompt": None, "messages": PROMPTS[0]["messages"]}, KINDS["prompt"])
+        is None
+    )
+    assert (
+        validate({"id": "x", "prompt": "p", "completion": None}, KINDS["rollout"])[0]
+        == "completion"
+    )
+
+
 def test_valid_records_of_every_kind() -> None:
     base = {"id": "x", "messages": [{"role": "user", "content": "q"}]}
     rollout = {**base, "completion": "c", "sample": 0, "completion_token_ids": [1, 2]}
@@ -168,3 +179,12 @@ def test_a_fifo_target_is_written_in_place_not_replaced(tmp_path: Path, suffix: 
     else:
         assert got[0][:4] == b"PAR1"
     assert sorted(p.name for p in tmp_path.iterdir()) == [fifo.name]
+
+
+def test_docs_records_md_matches_the_schema() -> None:
+    from rlctl.records.docs import render
+    from tests.conftest import ROOT
+
+    assert (ROOT / "docs" / "records.md").read_text() == render(), (
+        "docs/records.md is stale: python -m rlctl.records.docs > docs/records.md"
+    )

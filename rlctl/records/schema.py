@@ -212,6 +212,8 @@ def validate(record: Any, k: Kind) -> tuple[str, str] | None:
                 return f.name, f"missing (a {k.name} record needs it)"
             continue
         value = record[f.name]
+        if value is None and not f.required:
+            continue
         if not f.check(value):
             return f.name, f"expected {f.expected}, got {_type_name(value)}"
     if k.one_of and not any(record.get(n) is not None for n in k.one_of):
