@@ -7,15 +7,14 @@ docs/bench/cli_startup.md; never asserted in tests (timings belong to benchmarks
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from report import machine, publish
+
 TARGET_S = 0.3
 
 
@@ -50,8 +49,7 @@ def main() -> None:
         "# CLI start-up",
         "",
         f"`{' '.join(['python', 'bench/cli_startup.py', '--runs', str(args.runs)])}` on "
-        f"{datetime.now(UTC):%Y-%m-%d}, Python {platform.python_version()}, "
-        f"{platform.machine()}, torch installed in the same venv.",
+        f"{machine()}, torch installed in the same venv.",
         "",
         "| command | median s | min s | max s |",
         "| --- | --- | --- | --- |",
@@ -61,9 +59,7 @@ def main() -> None:
         f"({help_median - rows[0][1]:.3f} s above a bare interpreter).",
         "",
     ]
-    out = ROOT / "docs" / "bench" / "cli_startup.md"
-    out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    publish("cli_startup", lines)
 
 
 if __name__ == "__main__":

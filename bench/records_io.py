@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+from report import machine, publish
 
-ROOT = Path(__file__).resolve().parents[1]
 RECORD = {
     "id": "",
     "messages": [{"role": "user", "content": "Janet's ducks lay 16 eggs per day. " * 8}],
@@ -77,8 +75,8 @@ def main() -> None:
     lines = [
         "# Record IO: streaming memory and throughput",
         "",
-        f"`python bench/records_io.py --sizes {args.sizes}` on {datetime.now(UTC):%Y-%m-%d}, "
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs. Each row pipes N prompt "
+        f"`python bench/records_io.py --sizes {args.sizes}` on {machine()}, "
+        f"{os.cpu_count()} CPUs. Each row pipes N prompt "
         "records into `rlctl data validate` (parse + validate + lineage), a fresh process.",
         "",
         "| records | input MiB | wall s | records/s | peak RSS MiB |",
@@ -92,9 +90,7 @@ def main() -> None:
         f"{rows[-1][0]:,} records: memory does not depend on the input size.",
         "",
     ]
-    out = ROOT / "docs" / "bench" / "records_io.md"
-    out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    publish("records_io", lines)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -131,56 +133,21 @@ def test_a_failed_producer_fails_its_consumer(rlctl: Runner, sql, tmp_path: Path
     assert statuses == {"data pull": "failed", "data validate": "failed"}
 
 
-def _fifo_writer(tmp_path: Path, lines: int = 3) -> tuple[Path, threading.Thread, threading.Event]:
-    """A named pipe that yields a few rows and then stalls: a writer we can kill mid-run."""
+@contextlib.contextmanager
+def stalled_pull(env: dict, sql, tmp_path: Path) -> Iterator[subprocess.Popen]:
+    """A `data pull` reading a named pipe that yields three rows and then stalls: a writer
+    caught mid-run, to be signalled. Yields once its run is `running` in the store."""
     fifo = tmp_path / "slow.jsonl"
     os.mkfifo(fifo)
     done = threading.Event()
 
     def feed() -> None:
         with open(fifo, "w") as f:
-            f.write('{"question": "q", "answer": "#### 1"}\n' * lines)
+            f.write('{"question": "q", "answer": "#### 1"}\n' * 3)
             f.flush()
             done.wait(60)
 
-    t = threading.Thread(target=feed, daemon=True)
-    t.start()
-    return fifo, t, done
-
-
-def _wait_running(sql, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sql("SELECT status FROM runs") == [{"status": "running"}]:
-            return
-        time.sleep(0.1)
-    raise AssertionError("the writer never started")
-
-
-def test_kill_9_is_marked_interrupted_at_the_next_query(env: dict, sql, tmp_path: Path) -> None:
-    fifo, _, done = _fifo_writer(tmp_path)
-    proc = subprocess.Popen(
-        [*RLCTL.split(), "data", "pull", "gsm8k", "--from", str(fifo)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_running(sql)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()  # reaped; a zombie is treated as dead as well
-        (row,) = sql("SELECT status, error FROM runs")
-        assert row["status"] == "interrupted" and "gone" in row["error"]
-        assert sql("SELECT count(*) AS n FROM prompts") == [{"n": 0}]
-    finally:
-        done.set()
-
-
-def test_sigterm_marks_interrupted_and_sets_the_output_aside(
-    env: dict, sql, store: Path, tmp_path: Path
-) -> None:
-    fifo, _, done = _fifo_writer(tmp_path)
+    threading.Thread(target=feed, daemon=True).start()
     proc = subprocess.Popen(
         [*RLCTL.split(), "data", "pull", "gsm8k", "--from", str(fifo)],
         env=env,
@@ -189,11 +156,32 @@ def test_sigterm_marks_interrupted_and_sets_the_output_aside(
         stderr=subprocess.PIPE,
     )
     try:
-        _wait_running(sql)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        deadline = time.monotonic() + 30
+        while sql("SELECT status FROM runs") != [{"status": "running"}]:
+            assert time.monotonic() < deadline, "the writer never started"
+            time.sleep(0.1)
+        yield proc
     finally:
         done.set()
+        proc.kill()
+        proc.communicate(timeout=30)
+
+
+def test_kill_9_is_marked_interrupted_at_the_next_query(env: dict, sql, tmp_path: Path) -> None:
+    with stalled_pull(env, sql, tmp_path) as proc:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        (row,) = sql("SELECT status, error FROM runs")
+        assert row["status"] == "interrupted" and "gone" in row["error"]
+        assert sql("SELECT count(*) AS n FROM prompts") == [{"n": 0}]
+
+
+def test_sigterm_marks_interrupted_and_sets_the_output_aside(
+    env: dict, sql, tmp_path: Path
+) -> None:
+    with stalled_pull(env, sql, tmp_path) as proc:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM
     assert err.decode().strip() == "rlctl: error: interrupted (SIGTERM)"
     (row,) = sql("SELECT status, error FROM runs")
