@@ -6,10 +6,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# torch is installed first, pinned, so that no later range (transformers, trl) can pull a newer
+# build with gigabytes of CUDA packages. On a machine without a GPU the pin resolves to the CPU
+# wheel in pip's find-links (/opt/wheels here); on a laptop without that wheel, set
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu. On a GPU node it is PyPI's CUDA build.
 TORCH_VERSION ?= 2.13.0
-# Where there is no GPU, torch is pinned first, so that nothing later pulls the CUDA build.
-# Elsewhere (a laptop without the local wheel) set TORCH_INDEX=https://download.pytorch.org/whl/cpu.
-HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 TORCH_INDEX ?=
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
@@ -19,9 +20,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-ifeq ($(HAS_GPU),)
 	$(PIP) "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-endif
 	$(PIP) -e ".[dev]"
 	touch $(STAMP)
 

@@ -6,6 +6,8 @@ comes from `rlctl` on a terminal or from a notebook calling the stage directly.
 
 from __future__ import annotations
 
+PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for `yes | head`
+
 
 class RlctlError(Exception):
     """A failure with a message fit for the user; `exit_code` follows DESIGN.md section 7."""

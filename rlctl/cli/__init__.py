@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from rlctl import __version__
-from rlctl.errors import RlctlError, RunInterrupted
+from rlctl.errors import PIPE_CLOSED, RlctlError, RunInterrupted
 
 # name -> "module:attribute", in the order `--help` lists them.
 COMMANDS = {
@@ -27,7 +27,6 @@ COMMANDS = {
 }
 
 _state = {"debug": False}
-PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
 
 
 class LazyGroup(click.Group):

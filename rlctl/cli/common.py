@@ -12,14 +12,13 @@ import click
 from click.core import ParameterSource
 
 from rlctl import config as cfg
-from rlctl.errors import RlctlError, RunInterrupted
+from rlctl.errors import PIPE_CLOSED, RlctlError, RunInterrupted
 from rlctl.records import RecordReader, RecordWriter, StreamWriter, validate
 from rlctl.records import kind as kind_by_name
 from rlctl.store import Run, Store, check_upstream, resolve_inputs
 
 log = logging.getLogger("rlctl")
 F = TypeVar("F", bound=Callable[..., Any])
-PIPE_CLOSED = 141
 
 
 def get_store(ctx: click.Context) -> Store:
