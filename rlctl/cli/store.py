@@ -14,7 +14,7 @@ def store() -> None:
     """The artifact store: run folders (the truth) and the DuckDB index derived from them."""
 
 
-@store.command("path")
+@store.command("path", epilog="\b\nExample:\n  du -sh $(rlctl store path)")
 @click.pass_context
 def path_cmd(ctx: click.Context) -> None:
     """Print the store's directory (--store, else $RLCTL_STORE, else ./.rlctl)."""
