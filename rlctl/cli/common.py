@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -106,6 +106,7 @@ def emit(
     name: str,
     output: str | None = None,
     fmt: str = "jsonl",
+    stdout: bool = True,
 ) -> int:
     """Store the records as an artifact, and stream them to stdout when piped (or `-o -`).
 
@@ -113,7 +114,7 @@ def emit(
     writes a malformed record is a bug, and the next stage should not be the one to find it.
     """
     k = kind_by_name(kind)
-    to_stdout = output == "-" or (output is None and not sys.stdout.isatty())
+    to_stdout = stdout and (output == "-" or (output is None and not sys.stdout.isatty()))
     sinks: list[Any] = [run.artifact(name, kind, fmt)]
     if output not in (None, "-"):
         sinks.append(RecordWriter(output))
@@ -144,6 +145,22 @@ def emit(
         s.close(ok=True)
     log.info("%d %s records -> %s (run %s)", n, kind, display_path(sinks[0].path), run.run_id)
     return n
+
+
+def progress(records: Iterable[dict[str, Any]], what: str) -> Iterator[dict[str, Any]]:
+    """A rich progress line on stderr (count and rate; streams have no total), only on a
+    terminal so logs and CI output stay clean."""
+    if not sys.stderr.isatty():
+        yield from records
+        return
+    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), "{task.description}", MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task(what, total=None)
+        for rec in records:
+            yield rec
+            bar.advance(task)
 
 
 def display_path(path: Path) -> str:

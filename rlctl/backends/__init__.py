@@ -1,0 +1,1 @@
+"""Engines behind the stages: generation backends and judges (DESIGN.md section 3)."""

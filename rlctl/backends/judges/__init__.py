@@ -1,0 +1,160 @@
+"""The judge registry: `--judge math=1.0 --judge format=0.1` -> one weighted judge.
+
+The same registry serves `rlctl judge` and GRPO: `reward_function("math")` is a TRL reward
+function, so a policy is trained on exactly the reward it is later judged by.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rlctl.backends.judges.base import Judge, Score, completion_text
+from rlctl.errors import BadInput
+
+NAMES = ("math", "format", "code", "llm", "rm")
+
+
+def parse_spec(spec: str) -> tuple[str, float]:
+    """`math`, `math=0.5`, or `pkg.module:function=0.2` (any importable reward function)."""
+    name, _, weight = spec.partition("=")
+    name = name.strip()
+    if not name:
+        raise BadInput(f"--judge {spec!r}: expected NAME or NAME=WEIGHT")
+    try:
+        w = float(weight) if weight else 1.0
+    except ValueError:
+        raise BadInput(f"--judge {spec!r}: weight {weight!r} is not a number") from None
+    if name not in NAMES and ":" not in name:
+        hint = difflib.get_close_matches(name, NAMES, n=1)
+        did = f"; did you mean {hint[0]!r}?" if hint else ""
+        raise BadInput(
+            f"--judge {name!r}: unknown judge{did} (judges: {', '.join(NAMES)}, or module:function)"
+        )
+    return name, w
+
+
+def build(name: str, options: dict[str, Any]) -> Judge:
+    """One judge from its name and the (flat) judge options of the resolved config."""
+    o = options
+    if name == "math":
+        from rlctl.backends.judges.math import MathJudge
+
+        return MathJudge(mode=o.get("mode") or "auto")
+    if name == "format":
+        from rlctl.backends.judges.format import R1_FORMAT, FormatJudge
+
+        return FormatJudge(o.get("format_regex") or R1_FORMAT, bool(o.get("format_search")))
+    if name == "code":
+        from rlctl.backends.judges.code import CodeJudge
+
+        return CodeJudge(
+            workers=o.get("workers"),
+            timeout=float(o.get("timeout") or 5.0),
+            memory_mb=int(o.get("memory_mb") or 1024),
+        )
+    if name == "llm":
+        from rlctl.backends.judges.llm import LLMJudge
+
+        return LLMJudge(
+            base_url=o.get("base_url"),
+            model=o.get("model"),
+            mode=o.get("llm_mode") or "pointwise",
+            concurrency=int(o.get("concurrency") or 8),
+            cache_dir=o.get("cache_dir"),
+        )
+    if name == "rm":
+        if not o.get("rm_model"):
+            raise BadInput("--judge rm needs --rm-model PATH (a sequence-classification model)")
+        from rlctl.backends.judges.rm import RewardModelJudge
+
+        return RewardModelJudge(o["rm_model"], batch_size=int(o.get("batch_size") or 16))
+    return FunctionJudge(name)
+
+
+class FunctionJudge:
+    """Any importable TRL-style reward function, `f(completions, **columns) -> list[float]`."""
+
+    def __init__(self, target: str) -> None:
+        module, _, attr = target.partition(":")
+        try:
+            self.fn = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise BadInput(f"--judge {target}: cannot import it ({e})") from e
+        self.name = target
+
+    def score(self, records: Sequence[dict[str, Any]]) -> list[Score]:
+        columns = {k for r in records for k in r} - {"completion"}
+        kwargs = {k: [r.get(k) for r in records] for k in columns}
+        rewards = self.fn([r.get("completion") for r in records], **kwargs)
+        return [(None if x is None else float(x), {"function": self.name}) for x in rewards]
+
+    def close(self) -> None:
+        pass
+
+
+class WeightedJudge:
+    """Several judges as one: reward = sum of weight * reward over the judges that decided
+    (None only when none did); each judge's verdict is kept under its name."""
+
+    def __init__(self, judges: list[tuple[Judge, float]]) -> None:
+        self.judges = judges
+        single = len(judges) == 1 and judges[0][1] == 1.0
+        self.name = judges[0][0].name if single else "+".join(f"{j.name}={w:g}" for j, w in judges)
+
+    def score(self, records: Sequence[dict[str, Any]]) -> list[Score]:
+        per_judge = [(j, w, j.score(records)) for j, w in self.judges]
+        if len(self.judges) == 1:
+            _, w, scores = per_judge[0]
+            return [(None if r is None else w * r, v) for r, v in scores]
+        out: list[Score] = []
+        for i in range(len(records)):
+            parts = [(j.name, w, s[i]) for j, w, s in per_judge]
+            decided = [w * r for _, w, (r, _) in parts if r is not None]
+            verdict = {name: {**v, "reward": r, "weight": w} for name, w, (r, v) in parts}
+            out.append((sum(decided) if decided else None, verdict))
+        return out
+
+    def close(self) -> None:
+        for j, _ in self.judges:
+            j.close()
+
+
+def build_all(specs: Sequence[str], options: dict[str, Any]) -> WeightedJudge:
+    if not specs:
+        raise BadInput("no judge: pass --judge NAME (math, format, code, llm, rm)")
+    parsed = [parse_spec(s) for s in specs]
+    names = [n for n, _ in parsed]
+    if len(set(names)) != len(names):
+        raise BadInput(f"--judge: {', '.join(names)} names a judge twice")
+    return WeightedJudge([(build(n, options), w) for n, w in parsed])
+
+
+def reward_function(spec: str, **options: Any) -> Callable[..., list[float | None]]:
+    """A TRL reward function: `f(completions, prompts=..., **dataset_columns)`.
+
+    TRL passes every extra dataset column (e.g. `reference`) as a keyword list aligned with
+    `completions`; they become the record fields the judge reads.
+    """
+    judge = build_all([spec], options)
+
+    def reward(completions: list[Any], prompts: list[Any] | None = None, **kw: Any) -> list:
+        n = len(completions)
+        columns = {k: v for k, v in kw.items() if isinstance(v, list) and len(v) == n}
+        records = []
+        for i, c in enumerate(completions):
+            rec = {k: v[i] for k, v in columns.items()}
+            rec["completion"] = completion_text(c)
+            if prompts is not None:
+                p = prompts[i]
+                rec["messages" if isinstance(p, list) else "prompt"] = p
+            records.append(rec)
+        return [r for r, _ in judge.score(records)]
+
+    reward.__name__ = f"rlctl_{judge.name}".replace("=", "_").replace("+", "_")
+    return reward
+
+
+__all__ = ["NAMES", "Judge", "Score", "WeightedJudge", "build_all", "parse_spec", "reward_function"]

@@ -1,0 +1,88 @@
+"""`rlctl judge`: rollouts in, judged records out, and preference pairs from them.
+
+Records stream through in batches (a judge's unit of parallel work), so memory stays flat on
+any input; pairs keep only the best and worst sample per prompt.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from rlctl.backends.judges import WeightedJudge
+
+DEFAULTS: dict[str, Any] = {
+    "judge": ["math"],
+    "mode": "auto",
+    "format_regex": None,
+    "format_search": False,
+    "workers": None,
+    "timeout": 5.0,
+    "memory_mb": 1024,
+    "base_url": None,
+    "model": None,
+    "llm_mode": "pointwise",
+    "concurrency": 8,
+    "rm_model": None,
+    "batch_size": 64,
+    "pairs": False,
+}
+
+
+def judge_records(
+    records: Iterable[dict[str, Any]], judge: WeightedJudge, batch_size: int = 64
+) -> Iterator[dict[str, Any]]:
+    it = iter(records)
+    while batch := list(itertools.islice(it, batch_size)):
+        for rec, (reward, verdict) in zip(batch, judge.score(batch), strict=True):
+            yield {**rec, "reward": reward, "judge": judge.name, "verdict": verdict}
+
+
+class PairCollector:
+    """Best vs worst sample of each prompt (grouped by the prompt's `id`): the synthetic
+    preference path, rollout -> judge -> pairs -> `train dpo`. Prompts whose samples all tie
+    (or have no reward) give no pair: they carry no preference signal."""
+
+    def __init__(self) -> None:
+        self._best: dict[Any, dict[str, Any]] = {}
+        self._worst: dict[Any, dict[str, Any]] = {}
+        self._n: dict[Any, int] = {}
+        self.ties = 0
+
+    def add(self, rec: dict[str, Any]) -> None:
+        if rec.get("reward") is None:
+            return
+        key = rec["id"]
+        self._n[key] = self._n.get(key, 0) + 1
+        if key not in self._best or rec["reward"] > self._best[key]["reward"]:
+            self._best[key] = rec
+        if key not in self._worst or rec["reward"] < self._worst[key]["reward"]:
+            self._worst[key] = rec
+
+    def tee(self, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for rec in records:
+            self.add(rec)
+            yield rec
+
+    def pairs(self) -> Iterator[dict[str, Any]]:
+        for key, best in self._best.items():
+            worst = self._worst[key]
+            if best["reward"] <= worst["reward"]:
+                self.ties += 1
+                continue
+            pair = {
+                "id": key,
+                **{k: best[k] for k in ("messages", "prompt", "source") if k in best},
+                "chosen": best["completion"],
+                "rejected": worst["completion"],
+                "margin": best["reward"] - worst["reward"],
+                "meta": {
+                    "judge": best.get("judge"),
+                    "samples": self._n[key],
+                    "chosen": {"sample": best.get("sample"), "reward": best["reward"]},
+                    "rejected": {"sample": worst.get("sample"), "reward": worst["reward"]},
+                    "model": best.get("model"),
+                },
+            }
+            yield pair

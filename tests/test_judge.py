@@ -1,0 +1,168 @@
+"""`rlctl judge` end to end: real processes and pipes, records in the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+
+from rlctl.backends.judges import reward_function
+from tests.conftest import Runner, jsonl, shared
+
+
+def gold_rollouts(path: Path, shift: int = 0) -> list[dict]:
+    """GSM8K rows as rollouts whose completion is the gold solution; `shift` pairs each with
+    the reference of another row."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    refs = [r["answer"].split("####")[-1].strip() for r in rows]
+    return [
+        {
+            "id": f"gsm8k/test/{i}",
+            "messages": [{"role": "user", "content": r["question"]}],
+            "completion": r["answer"],
+            "reference": refs[(i + shift) % len(rows)],
+            "sample": 0,
+        }
+        for i, r in enumerate(rows)
+    ]
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    return path
+
+
+def test_all_gold_gsm8k_solutions_score_1_and_shifted_references_0(
+    rlctl: Runner, sql, tmp_path: Path
+) -> None:
+    src = shared("gsm8k/test.jsonl")
+    gold = write_jsonl(tmp_path / "gold.jsonl", gold_rollouts(src))
+    r = rlctl("judge", "-i", str(gold), "--judge", "math", "--mode", "strict")
+    assert r.returncode == 0, r.stderr
+    judged = jsonl(r.stdout)
+    assert len(judged) == 1319 and all(j["reward"] == 1.0 for j in judged)
+    assert all(j["verdict"]["mode"] == "strict" for j in judged)
+    shifted_records = gold_rollouts(src, shift=1)
+    same = {
+        i
+        for i, s in enumerate(shifted_records)
+        if gold_rollouts(src)[i]["reference"] == s["reference"]
+    }
+    shifted = write_jsonl(tmp_path / "shifted.jsonl", shifted_records)
+    judged = jsonl(rlctl("judge", "-i", str(shifted), "--judge", "math", "--mode", "strict").stdout)
+    assert sum(j["reward"] for j in judged) == len(
+        same
+    )  # only rows whose neighbour has the same answer
+    assert all(j["reward"] == 0.0 for i, j in enumerate(judged) if i not in same)
+    (row,) = sql(
+        "SELECT count(*) AS n, avg(reward) AS mean FROM judged WHERE run_id IN (SELECT run_id FROM runs WHERE command = 'judge' ORDER BY started_at LIMIT 1)"
+    )
+    assert row == {"n": 1319, "mean": 1.0}
+
+
+def test_sample_pipe_with_lineage_and_weights(rlctl: Runner, sql, tmp_path: Path) -> None:
+    rollouts = [
+        {
+            "id": "a",
+            "prompt": "p",
+            "completion": "<think>x</think><answer>18</answer>",
+            "reference": "18",
+            "sample": 0,
+        },
+        {"id": "a", "prompt": "p", "completion": "It is 17", "reference": "18", "sample": 1},
+    ]
+    write_jsonl(tmp_path / "r.jsonl", rollouts)
+    r = rlctl(shell="cat r.jsonl | $RLCTL judge --judge math=1.0 --judge format=0.1")
+    assert r.returncode == 0, r.stderr
+    a, b = jsonl(r.stdout)
+    assert a["reward"] == pytest.approx(1.1) and b["reward"] == 0.0
+    assert a["judge"] == "math=1+format=0.1"
+    assert a["verdict"]["math"]["extracted"] == "18" and a["verdict"]["format"]["matched"]
+    assert (
+        sql("SELECT judge, reward FROM judged ORDER BY reward DESC")[0]["judge"]
+        == "math=1+format=0.1"
+    )
+
+
+def test_pairs_best_vs_worst_skipping_ties(rlctl: Runner, sql, tmp_path: Path) -> None:
+    recs = []
+    for pid, answers in {"p1": ["18", "17", "16"], "p2": ["5", "5"], "p3": ["1"]}.items():
+        ref = {"p1": "18", "p2": "5", "p3": "1"}[pid]
+        for k, ans in enumerate(answers):
+            recs.append(
+                {
+                    "id": pid,
+                    "messages": [{"role": "user", "content": pid}],
+                    "completion": f"#### {ans}",
+                    "reference": ref,
+                    "sample": k,
+                }
+            )
+    write_jsonl(tmp_path / "r.jsonl", recs)
+    r = rlctl("judge", "-i", "r.jsonl", "--judge", "math", "--pairs")
+    assert r.returncode == 0, r.stderr
+    (pair,) = jsonl(r.stdout)
+    assert (pair["id"], pair["chosen"], pair["rejected"], pair["margin"]) == (
+        "p1",
+        "#### 18",
+        "#### 17",
+        1.0,
+    )
+    assert pair["meta"]["samples"] == 3 and pair["messages"][0]["content"] == "p1"
+    assert b"1 pairs from 6 judged records (2 prompts tied)" in r.stderr
+    kinds = {row["kind"]: row["records"] for row in sql("SELECT kind, records FROM artifacts")}
+    assert kinds == {"judged": 6, "pair": 1}
+    v = rlctl("data", "validate", "-i", "latest:pairs", "--kind", "pair")
+    assert v.returncode == 0, v.stderr
+
+
+def test_trl_reward_function_shape() -> None:
+    fn = reward_function("math")
+    assert fn.__name__ == "rlctl_math"
+    completions = ["#### 3", [{"role": "assistant", "content": "<answer>4</answer>"}], "none"]
+    assert fn(completions, prompts=["a", "b", "c"], reference=["3", "4", "5"]) == [1.0, 1.0, 0.0]
+    weighted = reward_function("format=0.5")
+    assert weighted(["<think>a</think><answer>1</answer>", "x"]) == [0.5, 0.0]
+    assert reward_function("math")(["#### 1"], reference=[None]) == [None]
+
+
+def test_an_importable_function_is_a_judge(rlctl: Runner, tmp_path: Path) -> None:
+    (tmp_path / "myreward.py").write_text(
+        "def length(completions, **kw):\n    return [float(len(c)) for c in completions]\n"
+    )
+    write_jsonl(tmp_path / "r.jsonl", [{"id": "a", "prompt": "p", "completion": "abcd"}])
+    r = rlctl(
+        "judge",
+        "-i",
+        "r.jsonl",
+        "--judge",
+        "myreward:length",
+        extra_env={"PYTHONPATH": str(tmp_path)},
+    )
+    assert r.returncode == 0, r.stderr
+    assert jsonl(r.stdout)[0]["reward"] == 4.0
+
+
+@pytest.mark.parametrize(
+    ("args", "msg"),
+    [
+        (["--judge", "mth"], "did you mean 'math'"),
+        (["--judge", "math=x"], "not a number"),
+        (["--judge", "rm"], "--rm-model"),
+        (["--judge", "nope.module:fn"], "cannot import"),
+        (["--judge", "format", "--format-regex", "("], "not a valid regex"),
+    ],
+)
+def test_bad_judge_options_exit_2(rlctl: Runner, tmp_path: Path, args: list[str], msg: str) -> None:
+    write_jsonl(tmp_path / "r.jsonl", [{"id": "a", "prompt": "p", "completion": "c"}])
+    r = rlctl("judge", "-i", "r.jsonl", *args)
+    assert r.returncode == 2 and msg in r.stderr.decode(), r.stderr
+    assert len(r.stderr.decode().strip().splitlines()) == 1
+
+
+def test_judge_refuses_prompt_records(rlctl: Runner) -> None:
+    r = rlctl(shell="$RLCTL data pull gsm8k --sample --limit 2 | $RLCTL judge --judge math")
+    assert r.returncode == 2
+    assert "<stdin>:1: field 'completion': missing" in r.stderr.decode()
