@@ -12,16 +12,15 @@ import logging
 import os
 import random
 import re
-import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from rlctl.data import SAMPLES
 from rlctl.errors import BadInput
+from rlctl.net import reachable
 from rlctl.stages.sources import SOURCES
 from rlctl.stages.sources.generic import convert_rows, guess_fields, kind_of, parse_fields
 from rlctl.stages.sources.rows import Row, read_rows
@@ -56,13 +55,7 @@ def _split_from_filename(path: str) -> str | None:
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((endpoint.hostname or "", port), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+    return reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout)
 
 
 def hub_rows(hub_id: str, split: str, **kwargs: Any) -> Iterator[Row]:
