@@ -19,3 +19,18 @@ def reachable(url: str, timeout: float = 3.0) -> bool:
         return True
     except OSError:
         return False
+
+
+def prefer_offline_hub(timeout: float = 3.0) -> None:
+    """If the Hugging Face hub cannot be reached, switch huggingface_hub to its local cache
+    (HF_HUB_OFFLINE=1) instead of letting it retry for ~30 s. Call it before importing
+    datasets or transformers: huggingface_hub reads the variable once, on import."""
+    import logging
+    import os
+    import sys
+
+    if "huggingface_hub" in sys.modules or os.environ.get("HF_HUB_OFFLINE"):
+        return
+    if not reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout):
+        logging.getLogger("rlctl").debug("the hub is unreachable; using the local cache only")
+        os.environ["HF_HUB_OFFLINE"] = "1"

@@ -151,7 +151,6 @@ def test_hub_path_with_the_download_mocked(monkeypatch: pytest.MonkeyPatch, tmp_
     from click.testing import CliRunner
 
     from rlctl.cli import main
-    from rlctl.stages import pull as pull_mod
 
     calls = []
 
@@ -162,7 +161,6 @@ def test_hub_path_with_the_download_mocked(monkeypatch: pytest.MonkeyPatch, tmp_
         )
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
-    monkeypatch.setattr(pull_mod, "hub_reachable", lambda timeout=3.0: True)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     res = CliRunner().invoke(
         main, ["--store", str(tmp_path / "s"), "data", "pull", "gsm8k", "--limit", "3", "-o", "-"]

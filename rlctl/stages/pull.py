@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import random
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any
 
 from rlctl.data import SAMPLES
 from rlctl.errors import BadInput
-from rlctl.net import reachable
+from rlctl.net import prefer_offline_hub
 from rlctl.stages.sources import SOURCES
 from rlctl.stages.sources.generic import convert_rows, guess_fields, kind_of, parse_fields
 from rlctl.stages.sources.rows import Row, read_rows
@@ -54,18 +52,9 @@ def _split_from_filename(path: str) -> str | None:
     return {"valid": "validation", "dev": "validation"}.get(m.group(1), m.group(1)) if m else None
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    return reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout)
-
-
 def hub_rows(hub_id: str, split: str, **kwargs: Any) -> Iterator[Row]:
     """Rows streamed from the hub. Any failure to reach it becomes one line pointing at --from."""
-    offline_known = "datasets" in sys.modules or os.environ.get("HF_HUB_OFFLINE")
-    if not offline_known and not hub_reachable():
-        # Straight to the local cache instead of ~30 s of retries against a dead network. Set
-        # before the import: huggingface_hub reads the variable once, when it is imported.
-        log.debug("the Hugging Face hub is unreachable; trying the local datasets cache")
-        os.environ["HF_HUB_OFFLINE"] = "1"
+    prefer_offline_hub()
     try:
         import datasets
     except ImportError:
