@@ -37,6 +37,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/records_io.py
+	$(BIN)/python bench/judge_throughput.py
 
 clean:
 	rm -rf $(VENV) .rlctl .pytest_cache .ruff_cache

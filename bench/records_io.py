@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import orjson
-from report import machine, publish
+from report import machine, measured, publish, rlctl
 
 RECORD = {
     "id": "",
@@ -36,29 +33,6 @@ def write_input(path: Path, n: int) -> None:
             f.write(orjson.dumps({**RECORD, "id": f"bench/{i}"}) + b"\n")
 
 
-def measure(path: Path, n: int, store: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of `rlctl data validate` reading the file on stdin."""
-    script = Path(sys.executable).with_name("rlctl")
-    cmd = [
-        sys.executable,
-        "-c",
-        "import resource, subprocess, sys;"
-        f"p = subprocess.run(sys.argv[1:], stdin=open({str(path)!r}, 'rb'), capture_output=True);"
-        "assert p.returncode == 0, p.stderr;"
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)",
-        str(script),
-        "--store",
-        str(store),
-        "data",
-        "validate",
-        "--kind",
-        "prompt",
-    ]
-    t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, check=True, text=True)
-    return time.perf_counter() - t0, int(out.stdout.strip()) / 1024
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", default="10000,100000,400000")
@@ -70,7 +44,10 @@ def main() -> None:
             path = Path(d) / f"in-{n}.jsonl"
             write_input(path, n)
             mb = path.stat().st_size / 2**20
-            secs, rss = measure(path, n, Path(d) / "store")
+            store = Path(d) / "store"
+            secs, rss = measured(
+                [rlctl(), "--store", str(store), "data", "validate", "--kind", "prompt"], path
+            )
             rows.append((n, mb, secs, n / secs, rss))
     lines = [
         "# Record IO: streaming memory and throughput",

@@ -37,7 +37,13 @@ def test_torch_is_installed_so_the_import_checks_mean_something() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["data", "pull", "--help"], ["sql", "--help"], ["runs", "ls", "--help"]],
+    [
+        ["--help"],
+        ["data", "pull", "--help"],
+        ["sql", "--help"],
+        ["runs", "ls", "--help"],
+        ["judge", "--help"],
+    ],
 )
 def test_help_imports_nothing_heavy(args: list[str], env: dict[str, str]) -> None:
     mods = imported_modules(args, env)
@@ -51,14 +57,29 @@ def test_pulling_a_known_dataset_from_a_file_imports_nothing_heavy(env: dict[str
     assert not mods & set(HEAVY)
 
 
+def test_rule_based_judging_imports_nothing_heavy(env: dict[str, str], tmp_path: Path) -> None:
+    rollout = tmp_path / "r.jsonl"
+    rollout.write_text('{"id": "a", "prompt": "p", "completion": "#### 1", "reference": "1"}\n')
+    for judge in ("math", "format"):
+        mods = imported_modules(["judge", "-i", str(rollout), "--judge", judge], env)
+        assert "rlctl" in mods and not mods & set(HEAVY), (judge, mods & set(HEAVY))
+
+
 def test_help_lists_every_command_with_examples(rlctl: Runner) -> None:
     r = rlctl("--help")
     assert r.returncode == 0
     out = r.stdout.decode()
-    for name in ("data", "sql", "runs", "store"):
+    for name in ("data", "judge", "sql", "runs", "store"):
         assert f"\n  {name} " in out
     assert "Examples:" in out
-    for cmd in (["data", "pull"], ["data", "validate"], ["sql"], ["runs", "ls"], ["runs", "tail"]):
+    for cmd in (
+        ["data", "pull"],
+        ["data", "validate"],
+        ["judge"],
+        ["sql"],
+        ["runs", "ls"],
+        ["runs", "tail"],
+    ):
         sub = rlctl(*cmd, "--help")
         assert sub.returncode == 0 and "Example" in sub.stdout.decode(), cmd
 

@@ -156,3 +156,32 @@ def test_other_modes(completion: str, reference: str, mode: str, reward: float, 
 
 def test_no_reference_is_none_not_zero() -> None:
     assert MathJudge().score_one("#### 1", None)[0] is None
+
+
+def test_backward_scan_equals_lm_eval_regex_last_match() -> None:
+    """last_flexible is a faster route to findall(...)[-1]; random strings over the
+    characters that matter must agree exactly."""
+    import random
+
+    from rlctl.backends.judges.math import LM_EVAL_FLEXIBLE, last_flexible
+
+    def reference(text: str) -> str | None:
+        found = LM_EVAL_FLEXIBLE.findall(text)
+        if not found:
+            return None
+        groups = [g for g in found[-1] if g]
+        return groups[0].strip() if groups else None
+
+    rng = random.Random(0)
+    alphabet = "0123456789$.,- ax\n"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(20000)]
+    texts += [c for c, _ in CORPUS] + [
+        "answer is 5" + " words" * 500,
+        "-",
+        "--5",
+        "5-",
+        "$,",
+        "1.-2",
+    ]
+    for text in texts:
+        assert last_flexible(text) == reference(text), repr(text)

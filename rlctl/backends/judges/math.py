@@ -10,6 +10,7 @@ numbers (LaTeX, fractions, expressions) go to `math-verify` when it is installed
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
@@ -44,8 +45,34 @@ def _boxed(text: str) -> str | None:
     return None
 
 
+_RUN_REVERSED = re.compile(r"[$0-9.,]+")
+_PLAIN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+
+
 def _unminus(text: str) -> str:
-    return text.replace("\u2212", "-").replace("\u2013", "-")
+    if "\u2212" in text or "\u2013" in text:
+        return text.replace("\u2212", "-").replace("\u2013", "-")
+    return text
+
+
+def last_flexible(text: str) -> str | None:
+    """The last match of lm-eval's flexible-extract regex, found from the end.
+
+    Equivalent to `findall(...)[-1]` (a test checks it against the regex): matches never span
+    two runs of `[$0-9.,]`, so the last match is the last run that is 2+ characters long or a
+    single digit, with the `-` just before it. Scanning backwards stops at the final answer
+    instead of matching every number of a long chain of thought.
+    """
+    rev = text[::-1]
+    n = len(text)
+    for m in _RUN_REVERSED.finditer(rev):
+        run = m.group()
+        if len(run) >= 2 or run.isdigit():
+            start = n - m.end()
+            if start > 0 and text[start - 1] == "-":
+                start -= 1
+            return text[start : n - m.start()].strip()
+    return None
 
 
 def extract(text: str, mode: str) -> tuple[str | None, str]:
@@ -67,16 +94,17 @@ def extract(text: str, mode: str) -> tuple[str | None, str]:
         if boxed is not None:
             return boxed.strip(), "boxed"
     if mode in ("flexible", "auto"):
-        found = LM_EVAL_FLEXIBLE.findall(text)
-        if found:
-            groups = [g for g in found[-1] if g]
-            if groups:
-                return groups[0].strip(), "flexible"
+        found = last_flexible(text)
+        if found is not None:
+            return found, "flexible"
     return None, mode
 
 
+@functools.lru_cache(maxsize=65536)
 def to_number(text: str) -> Decimal | None:
     """`$1,234.50.` -> 1234.50; `18 dollars` -> 18; None when there is no single number."""
+    if _PLAIN.fullmatch(text):
+        return Decimal(text)
     s = _unminus(text).strip()
     s = re.sub(r"\\(?:text|mathrm)\{[^}]*\}", "", s)
     s = s.replace("\\$", "").replace("$", "").replace(",", "").replace("\\!", "").strip()
