@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("RLCTL_SHARED_DATA", ROOT.parent / "shared" / "data"))
 _SCRIPT = Path(sys.executable).with_name("rlctl")
 RLCTL = str(_SCRIPT) if _SCRIPT.exists() else f"{sys.executable} -m rlctl"
 
@@ -21,7 +21,8 @@ Runner = Callable[..., subprocess.CompletedProcess]
 
 
 def shared(rel: str) -> Path:
-    """A file of ../shared/data; tests that need the full upstream files skip without it."""
+    """A file of ../shared/data (or $RLCTL_SHARED_DATA); tests that need the full upstream
+    files skip without it."""
     path = SHARED / rel
     if not path.exists():
         pytest.skip(f"{path} not present (the full upstream files live in ../shared/data)")
