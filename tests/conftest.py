@@ -82,3 +82,17 @@ def sql(rlctl: Runner) -> Callable[[str], list[dict]]:
         return jsonl(r.stdout)
 
     return query
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`rlctl model tiny`, built once per test session through the real command."""
+    root = tmp_path_factory.mktemp("tiny")
+    out = root / "model"
+    r = subprocess.run(
+        [*RLCTL.split(), "--store", str(root / "store"), "model", "tiny", str(out)],
+        capture_output=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    return out

@@ -21,7 +21,9 @@ from rlctl.errors import PIPE_CLOSED, RlctlError, RunInterrupted
 # name -> "module:attribute", in the order `--help` lists them.
 COMMANDS = {
     "data": ("rlctl.cli.data:data", "Pull datasets as prompt or pair records."),
+    "rollout": ("rlctl.cli.rollout:rollout", "Sample completions: hf, vllm or any OpenAI server."),
     "judge": ("rlctl.cli.judge:judge", "Score rollouts: math, format, code, llm, rm; pairs."),
+    "model": ("rlctl.cli.model:model", "Build a tiny local model for smoke tests."),
     "sql": ("rlctl.cli.sql:sql", "Query the run history with SQL."),
     "runs": ("rlctl.cli.runs:runs", "List, show and follow runs."),
     "store": ("rlctl.cli.store:store", "Manage the artifact store (path, rebuild)."),

@@ -132,6 +132,13 @@ _ROLLOUT_FIELDS = (
         "JSON",
         doc="Log-probability of each sampled token, as the generator computed it.",
     ),
+    Field(
+        "sampling",
+        _optional(_is_dict),
+        "an object",
+        "JSON",
+        doc="The sampling settings (n, temperature, top_p, top_k, max_tokens, stop, seed).",
+    ),
 )
 
 KINDS: dict[str, Kind] = {

@@ -133,3 +133,23 @@ def check_upstream(store: Store, parent_ids: set[str], wait_s: float = 10.0) -> 
                 log.warning("upstream run %s still running after its output ended", rid)
                 break
             time.sleep(0.05)
+
+
+def find_endpoint(store: Store, ref: str) -> dict[str, Any]:
+    """A live `serve vllm` run's endpoint: `latest`, or a run id (prefix/suffix)."""
+    if ref == "latest":
+        for run in store.iter_runs():
+            live = run.get("status") == "running" and not death_reason(
+                run, store.run_dir(run["run_id"])
+            )
+            if run.get("endpoint") and live:
+                return run["endpoint"]
+        raise BadInput(
+            f"no running 'serve vllm' endpoint in {store.root}; start one or pass --base-url"
+        )
+    run = store.read_run(store.match_run(ref)) or {}
+    if not run.get("endpoint"):
+        raise BadInput(f"run {ref} registered no endpoint (is it a 'serve vllm' run?)")
+    if run.get("status") != "running":
+        raise BadInput(f"the endpoint of run {run['run_id']} is {run.get('status')}, not running")
+    return run["endpoint"]

@@ -231,14 +231,29 @@ class Run:
 
     def _register_artifact(self, art: Artifact, final: Path, complete: bool) -> None:
         self._open_artifacts.remove(art)
+        self._register(art.name, art.kind, art.format, final, art.count, complete)
+
+    def register_path(self, name: str, kind: str, path: str | Path, fmt: str = "dir") -> None:
+        """A finished file or directory (a model, a checkpoint, a log), inside the store or
+        not; a path outside the store is kept absolute."""
+        self._register(name, kind, fmt, Path(path).absolute(), None, True)
+
+    def _register(
+        self, name: str, kind: str, fmt: str, path: Path, records: int | None, complete: bool
+    ) -> None:
+        try:
+            where = str(path.relative_to(self.store.root))
+        except ValueError:
+            where = str(path)
+        size = path.stat().st_size if path.is_file() else _tree_size(path)
         self.info["artifacts"].append(
             {
-                "name": art.name,
-                "kind": art.kind,
-                "format": art.format,
-                "path": str(final.relative_to(self.store.root)),
-                "records": art.count,
-                "bytes": final.stat().st_size,
+                "name": name,
+                "kind": kind,
+                "format": fmt,
+                "path": where,
+                "records": records,
+                "bytes": size,
                 "complete": complete,
                 "created_at": utc_now(),
             }
@@ -275,6 +290,10 @@ class Run:
         for sig, handler in self._old_handlers.items():
             signal.signal(sig, handler)
         self._old_handlers.clear()
+
+
+def _tree_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:

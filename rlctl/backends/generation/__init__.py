@@ -1,0 +1,140 @@
+"""Generation backends behind one interface: prompts in, n generations per prompt out.
+
+`hf` (transformers generate), `openai` (any OpenAI-compatible server, e.g. `rlctl serve
+vllm`), `vllm` (the in-process offline engine). Every backend reports the same things, so
+`compare-logprobs` and the judges never care which one produced a rollout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from rlctl.errors import BadInput
+
+BACKENDS = ("hf", "openai", "vllm")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1  # -1: off (vLLM's convention)
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logprobs: bool = False
+
+    def record(self) -> dict[str, Any]:
+        """The settings that go into every rollout record."""
+        out = asdict(self)
+        out["stop"] = list(self.stop)
+        return out
+
+    @property
+    def logprob_temperature(self) -> float:
+        """Logprobs are of softmax(logits / T), T = temperature; greedy (T = 0) uses T = 1.
+        The trainer recomputes exactly this, so the two are comparable."""
+        return self.temperature if self.temperature > 0 else 1.0
+
+
+@dataclass
+class Prompt:
+    """What a backend generates from: chat messages (rendered with the chat template) or text."""
+
+    messages: list[dict[str, str]] | None
+    text: str | None
+
+    @classmethod
+    def of(cls, rec: dict[str, Any], chat_template: bool, system_prompt: str | None) -> Prompt:
+        messages = rec.get("messages")
+        if messages is None and rec.get("prompt") is not None and chat_template:
+            messages = [{"role": "user", "content": rec["prompt"]}]
+        if not chat_template:
+            text = rec.get("prompt")
+            if text is None:
+                text = "\n\n".join(m["content"] for m in messages or [])
+            return cls(None, text)
+        if system_prompt and not any(m["role"] == "system" for m in messages or []):
+            messages = [{"role": "system", "content": system_prompt}, *(messages or [])]
+        return cls(list(messages or []), None)
+
+
+@dataclass
+class Generation:
+    text: str
+    finish_reason: str | None
+    prompt_token_ids: list[int] | None = None
+    token_ids: list[int] | None = None
+    logprobs: list[float] | None = field(default=None)
+
+
+class Backend(Protocol):
+    name: str
+    model: str
+
+    def generate(self, prompts: list[Prompt], sampling: Sampling) -> list[list[Generation]]: ...
+
+    def close(self) -> None: ...
+
+
+def render(tokenizer: Any, prompt: Prompt) -> str:
+    """The exact text a local backend feeds the model."""
+    if prompt.messages is not None:
+        if not getattr(tokenizer, "chat_template", None):
+            raise BadInput(
+                "the model's tokenizer has no chat template; pass --no-chat-template to "
+                "generate from plain text"
+            )
+        return tokenizer.apply_chat_template(
+            prompt.messages, tokenize=False, add_generation_prompt=True
+        )
+    return prompt.text or ""
+
+
+def truncate_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """Cut at the first stop string (excluded, as vLLM and OpenAI do)."""
+    cut = min((i for s in stop if (i := text.find(s)) >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def quiet_transformers() -> None:
+    """No download/loading progress bars on stderr: rlctl draws its own."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def make_backend(name: str, options: dict[str, Any]) -> Backend:
+    if name == "hf":
+        from rlctl.backends.generation.hf import HFBackend
+
+        return HFBackend(
+            options["model"],
+            dtype=options.get("dtype") or "auto",
+            batch_size=int(options.get("batch_size") or 16),
+            fp32_lm_head=bool(options.get("fp32_lm_head")),
+            seed=options.get("seed"),
+        )
+    if name == "openai":
+        from rlctl.backends.generation.openai_api import OpenAIBackend
+
+        return OpenAIBackend(
+            base_url=options["base_url"],
+            model=options.get("model"),
+            concurrency=int(options.get("concurrency") or 16),
+            api=options.get("api") or "chat",
+        )
+    if name == "vllm":
+        from rlctl.backends.generation.vllm_engine import VLLMBackend
+
+        return VLLMBackend(
+            options["model"],
+            dtype=options.get("dtype") or "auto",
+            seed=options.get("seed"),
+            fp32_lm_head=bool(options.get("fp32_lm_head")),
+            max_model_len=options.get("max_model_len"),
+        )
+    raise BadInput(f"--backend {name}: use one of {', '.join(BACKENDS)}")

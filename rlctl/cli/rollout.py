@@ -1,0 +1,119 @@
+"""`rlctl rollout`: prompts in, sampled completions out."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from rlctl.cli.common import (
+    command_name,
+    config_options,
+    emit,
+    get_store,
+    input_option,
+    open_inputs,
+    output_option,
+    progress,
+    resolve_config,
+)
+from rlctl.errors import BadInput
+from rlctl.store import Run
+
+log = logging.getLogger("rlctl")
+
+EPILOG = """\b
+Examples:
+  rlctl model tiny ./tiny
+  rlctl data pull gsm8k --sample --limit 8 | rlctl rollout --model ./tiny -n 2 --logprobs
+  rlctl rollout -i latest:prompts --model Qwen/Qwen3-1.7B --backend vllm -n 8 --temperature 1.0
+  rlctl serve vllm --model ./tiny &
+  rlctl rollout -i prompts.jsonl --backend openai --endpoint latest
+  rlctl rollout -i prompts.jsonl --backend openai --base-url http://node7:8000/v1 --concurrency 64
+"""
+
+
+@click.command(epilog=EPILOG)
+@input_option
+@click.option("--model", help="Local path or hub id (openai: the served model name).")
+@click.option(
+    "--backend", type=click.Choice(["hf", "vllm", "openai"]), help="Generation engine [hf]."
+)
+@click.option("-n", "--num-samples", type=int, help="Completions per prompt [1].")
+@click.option("--limit", type=int, help="Use only the first N prompts.")
+@click.option("--temperature", type=float, help="Sampling temperature; 0 is greedy [1.0].")
+@click.option("--top-p", type=float, help="Nucleus sampling [1.0].")
+@click.option("--top-k", type=int, help="Top-k sampling, -1 off [-1].")
+@click.option("--max-tokens", type=int, help="Tokens to generate at most [256].")
+@click.option("--stop", multiple=True, help="Stop string (repeatable).")
+@click.option("--seed", type=int, help="Sampling seed [0].")
+@click.option(
+    "--chat-template/--no-chat-template",
+    default=None,
+    help="Render messages with the chat template [on].",
+)
+@click.option("--system-prompt", help="System message prepended to chats that have none.")
+@click.option(
+    "--logprobs", is_flag=True, default=None, help="Record token ids and sampled-token logprobs."
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+    help="hf/vllm weights dtype [auto].",
+)
+@click.option(
+    "--fp32-lm-head", is_flag=True, default=None, help="hf/vllm: compute the LM head in fp32."
+)
+@click.option("--batch-size", type=int, help="hf: prompts per generate call [16].")
+@click.option("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1.")
+@click.option("--endpoint", help="openai: a 'serve vllm' run of this store: 'latest' or a run id.")
+@click.option("--api", type=click.Choice(["chat", "completions"]), help="openai: which API [chat].")
+@click.option("--concurrency", type=int, help="openai: requests in flight [16].")
+@click.option("--max-model-len", type=int, help="vllm: context length to allocate.")
+@output_option
+@config_options
+@click.pass_context
+def rollout(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_: object) -> None:
+    """Sample completions for prompt records: stored as rollout records, streamed when piped."""
+    import itertools
+
+    from rlctl.backends.generation import make_backend
+    from rlctl.stages.rollout import DEFAULTS, rollouts, sampling_of
+    from rlctl.store.refs import find_endpoint
+
+    if ctx.params.get("stop"):
+        ctx.params["stop"] = list(ctx.params["stop"])
+    conf = resolve_config(ctx, DEFAULTS)
+    store = get_store(ctx)
+    if conf["backend"] == "openai":
+        if conf["endpoint"]:
+            endpoint = find_endpoint(store, conf["endpoint"])
+            conf["base_url"] = endpoint["url"]
+            conf["model"] = conf["model"] or endpoint["model"]
+        if not conf["base_url"]:
+            raise BadInput("--backend openai needs --base-url URL or --endpoint latest")
+    elif not conf["model"]:
+        raise BadInput(f"--backend {conf['backend']} needs --model PATH")
+    if conf["num_samples"] < 1 or conf["max_tokens"] < 1:
+        raise BadInput("-n and --max-tokens must be at least 1")
+    sampling = sampling_of(conf)
+    with Run(store, command_name(ctx), config=conf, seed=conf["seed"]) as run:
+        reader = open_inputs(store, run, inputs, "prompt")
+        prompts = itertools.islice(reader, conf["limit"]) if conf["limit"] is not None else reader
+        backend = make_backend(conf["backend"], conf)
+        try:
+            run.info["config"]["model"] = backend.model
+            records = rollouts(
+                prompts,
+                backend,
+                sampling,
+                chat_template=bool(conf["chat_template"]),
+                system_prompt=conf["system_prompt"],
+                chunk=max(1, int(conf["batch_size"])) * 4,
+            )
+            n = emit(
+                run, progress(records, "generating"), "rollout", name="rollouts", output=output
+            )
+            run.metric("records", n)
+        finally:
+            backend.close()

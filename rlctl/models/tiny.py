@@ -1,0 +1,74 @@
+"""A tiny random-weight Qwen2 causal LM with the bundled tokenizer.
+
+For smoke-testing a pipeline or a cluster before spending GPU hours, and for every test here:
+nothing can be downloaded, and the real code paths (chat template, Qwen2 modelling code, vLLM's
+loader) still run. Head size 32 (hidden 128, 4 heads) because vLLM's CPU attention needs >= 32.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from rlctl.data import SAMPLES
+
+TOKENIZER_DIR = SAMPLES.parent / "tokenizer"
+TINY = {
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 2048,
+}
+
+
+def build_tiny(out: str | Path, seed: int = 0, **overrides: Any) -> dict[str, Any]:
+    """Write model + tokenizer to `out` atomically (built next to it, renamed when complete);
+    returns a summary (parameters, config) for the run record."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, Qwen2Config
+
+    from rlctl.backends.generation import quiet_transformers
+
+    quiet_transformers()
+
+    out = Path(out)
+    if out.exists():
+        from rlctl.errors import BadInput
+
+        raise BadInput(f"{out}: already exists; choose a new directory")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tok = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+    vocab = (len(tok) + 63) // 64 * 64  # padded like real checkpoints (Qwen2.5: 151,936)
+    params = {**TINY, **overrides}
+    config = Qwen2Config(
+        vocab_size=vocab,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        rope_theta=10000.0,
+        **params,
+    )
+    config.dtype = "float32"
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        GenerationConfig(
+            eos_token_id=[tok.eos_token_id, tok.convert_tokens_to_ids("<|endoftext|>")],
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=None,
+        ).save_pretrained(tmp)
+        license_file = TOKENIZER_DIR / "LICENSE.qwen2.5"
+        if license_file.exists():
+            shutil.copy(license_file, tmp / "LICENSE.tokenizer")
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    n = sum(p.numel() for p in model.parameters())
+    return {"parameters": n, "vocab_size": vocab, "seed": seed, **params}
