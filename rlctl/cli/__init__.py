@@ -23,6 +23,10 @@ COMMANDS = {
     "data": ("rlctl.cli.data:data", "Pull datasets as prompt or pair records."),
     "rollout": ("rlctl.cli.rollout:rollout", "Sample completions: hf, vllm or any OpenAI server."),
     "judge": ("rlctl.cli.judge:judge", "Score rollouts: math, format, code, llm, rm; pairs."),
+    "compare-logprobs": (
+        "rlctl.cli.compare:compare_logprobs",
+        "Generator vs trainer logprob mismatch.",
+    ),
     "model": ("rlctl.cli.model:model", "Build a tiny local model for smoke tests."),
     "sql": ("rlctl.cli.sql:sql", "Query the run history with SQL."),
     "runs": ("rlctl.cli.runs:runs", "List, show and follow runs."),

@@ -197,6 +197,22 @@ KINDS: dict[str, Kind] = {
             one_of=("messages", "prompt"),
             doc="A rollout with a reward.",
         ),
+        Kind(
+            "logprob_diff",
+            "logprob_diffs",
+            (
+                Field("id", _is_id, "a string or integer", "VARCHAR", True, "The rollout's id."),
+                Field("sample", _is_int, "an integer", "BIGINT", doc="The rollout's sample."),
+                Field("setting", _is_str, "a string", "VARCHAR", doc="Trainer dtype / head."),
+                Field("position", _is_int, "an integer", "BIGINT", True, "Token position."),
+                Field("token_id", _is_int, "an integer", "BIGINT", True),
+                Field("generator_logprob", _is_num, "a number", "DOUBLE", True),
+                Field("trainer_logprob", _is_num, "a number", "DOUBLE", True),
+                Field("delta", _is_num, "a number", "DOUBLE", True, "trainer − generator."),
+                _PROMPT_FIELDS[-1],
+            ),
+            doc="One completion token of `compare-logprobs`: both logprobs and their gap.",
+        ),
     )
 }
 
