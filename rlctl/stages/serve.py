@@ -1,0 +1,177 @@
+"""`rlctl serve vllm`: vLLM's OpenAI server as a supervised child process.
+
+The child gets its own session, so shutdown reaches vLLM's engine processes too (SIGTERM to
+the whole group, SIGKILL after a grace period): no orphan holds a GPU after the run ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from rlctl.errors import BadInput, RlctlError
+
+VLLM_PYTHON_ENV = "RLCTL_VLLM_PYTHON"
+
+
+def vllm_python(explicit: str | None) -> str:
+    """--python, else $RLCTL_VLLM_PYTHON, else ./.venv-vllm (what `make vllm-env` builds),
+    else this interpreter when it has vLLM."""
+    import importlib.util
+    import sys
+
+    for candidate in (explicit, os.environ.get(VLLM_PYTHON_ENV)):
+        if candidate:
+            if not Path(candidate).exists():
+                raise BadInput(f"vLLM python {candidate}: no such file")
+            return candidate
+    local = Path(".venv-vllm/bin/python")
+    if local.exists():
+        return str(local.absolute())
+    if importlib.util.find_spec("vllm") is not None:
+        return sys.executable
+    raise BadInput(
+        f"no vLLM found: pass --python PATH or set {VLLM_PYTHON_ENV} "
+        "('make vllm-env' creates .venv-vllm)"
+    )
+
+
+def free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class VLLMServer:
+    model: str
+    python: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    dtype: str | None = None
+    max_model_len: int | None = None
+    tensor_parallel_size: int | None = None
+    gpu_memory_utilization: float | None = None
+    served_model_name: str | None = None
+    fp32_lm_head: bool = False
+    extra: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def name(self) -> str:
+        return self.served_model_name or self.model
+
+    def command(self) -> list[str]:
+        cmd = [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model]
+        cmd += ["--host", self.host, "--port", str(self.port)]
+        # Logprobs after temperature: the quantity a trainer recomputes (compare-logprobs).
+        cmd += ["--logprobs-mode", "processed_logprobs"]
+        optional = {
+            "--dtype": self.dtype,
+            "--max-model-len": self.max_model_len,
+            "--tensor-parallel-size": self.tensor_parallel_size,
+            "--gpu-memory-utilization": self.gpu_memory_utilization,
+            "--served-model-name": self.served_model_name,
+        }
+        for flag, value in optional.items():
+            if value is not None:
+                cmd += [flag, str(value)]
+        if self.fp32_lm_head:
+            cmd += ["--hf-overrides", '{"head_dtype": "float32"}']
+        return cmd + self.extra
+
+    def start(self, log_path: Path) -> None:
+        env = dict(os.environ)
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; only read by the CPU build
+        log = open(log_path, "ab")  # noqa: SIM115 (the child owns it; closed when we stop)
+        self.proc = subprocess.Popen(
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+
+    def wait_healthy(self, timeout: float, log_path: Path) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RlctlError(
+                    f"vLLM exited with status {self.proc.returncode} before it was healthy: "
+                    f"{_last_error(log_path)} (log: {log_path})"
+                )
+            try:
+                with urllib.request.urlopen(
+                    f"http://{self.host}:{self.port}/health", timeout=2
+                ) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(1.0)
+        raise RlctlError(f"vLLM not healthy after {timeout:.0f} s (log: {log_path})")
+
+    def processes(self) -> list[psutil.Process]:
+        """The server and everything it started (engine cores, workers)."""
+        if self.proc is None:
+            return []
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self, grace: float = 30.0) -> None:
+        if self.proc is None:
+            return
+        tree = self.processes()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        _, alive = psutil.wait_procs(tree, timeout=5)
+        for p in alive:  # anything that left the group
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+
+    def endpoint(self, run_id: str) -> dict[str, Any]:
+        assert self.proc is not None
+        return {
+            "url": self.url,
+            "model": self.name,
+            "pid": self.proc.pid,
+            "run_id": run_id,
+            "fp32_lm_head": self.fp32_lm_head,
+            "dtype": self.dtype,
+        }
+
+
+def _last_error(log_path: Path) -> str:
+    try:
+        lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    errors = [ln for ln in lines if "Error" in ln or "error" in ln]
+    return (errors or lines or ["no output"])[-1].strip()[:300]

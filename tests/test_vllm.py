@@ -1,0 +1,261 @@
+"""A real vLLM (CPU build, its own venv) served by `rlctl serve vllm`, used by `rollout
+--backend openai` and `--backend vllm`, then stopped by signal with no orphan left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import psutil
+import pytest
+
+from tests.conftest import RLCTL, ROOT, jsonl
+
+pytestmark = pytest.mark.slow
+VLLM_PYTHON = os.environ.get("RLCTL_VLLM_PYTHON") or str(ROOT / ".venv-vllm" / "bin" / "python")
+if not Path(VLLM_PYTHON).exists():
+    pytest.skip("no vLLM environment ('make vllm-env' builds .venv-vllm)", allow_module_level=True)
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen, store: Path, env: dict) -> None:
+        self.proc, self.store, self.env = proc, store, env
+
+    def run(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*RLCTL.split(), "--store", str(self.store), *args],
+            input=input,
+            capture_output=True,
+            env=self.env,
+            timeout=300,
+        )
+
+    def endpoint(self) -> dict:
+        from rlctl.store import Store
+        from rlctl.store.refs import find_endpoint
+
+        return find_endpoint(Store(self.store), "latest")
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    store = tmp_path_factory.mktemp("vllm") / "store"
+    env = {
+        **os.environ,
+        "RLCTL_VLLM_PYTHON": VLLM_PYTHON,
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    proc = subprocess.Popen(
+        [
+            *RLCTL.split(),
+            "--store",
+            str(store),
+            "serve",
+            "vllm",
+            "--model",
+            str(tiny_model),
+            "--port",
+            "0",
+            "--dtype",
+            "float32",
+            "--max-model-len",
+            "512",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    s = Served(proc, store, env)
+    deadline = time.monotonic() + 600
+    while True:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        try:
+            s.endpoint()
+            break
+        except Exception:  # noqa: BLE001 (not registered yet)
+            assert time.monotonic() < deadline, "vLLM never became healthy"
+            time.sleep(1)
+    yield s
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+
+
+def _prompts(n: int = 4) -> bytes:
+    return b"".join(
+        orjson.dumps(
+            {"id": f"q{i}", "messages": [{"role": "user", "content": f"What is {i} + {i}?"}]}
+        )
+        + b"\n"
+        for i in range(n)
+    )
+
+
+def test_rollout_through_the_served_endpoint(served: Served) -> None:
+    for api in ("chat", "completions"):
+        r = served.run(
+            "rollout",
+            "--backend",
+            "openai",
+            "--endpoint",
+            "latest",
+            "--api",
+            api,
+            "-n",
+            "2",
+            "--max-tokens",
+            "12",
+            "--logprobs",
+            "--seed",
+            "1",
+            input=_prompts(),
+        )
+        assert r.returncode == 0, r.stderr.decode()
+        recs = jsonl(r.stdout)
+        assert len(recs) == 8 and {x["backend"] for x in recs} == {"openai"}
+        for x in recs:
+            assert len(x["completion_token_ids"]) == len(x["completion_logprobs"]) > 0
+            assert x["prompt_token_ids"] and x["model"] == served.endpoint()["model"]
+
+
+def test_fp32_served_generation_matches_an_fp32_trainer(
+    served: Served, tiny_model: Path, tmp_path: Path
+) -> None:
+    r = served.run(
+        "rollout",
+        "--backend",
+        "openai",
+        "--endpoint",
+        "latest",
+        "-n",
+        "2",
+        "--max-tokens",
+        "24",
+        "--logprobs",
+        input=_prompts(6),
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    (tmp_path / "r.jsonl").write_bytes(r.stdout)
+    c = served.run(
+        "compare-logprobs",
+        "-i",
+        str(tmp_path / "r.jsonl"),
+        "--model",
+        str(tiny_model),
+        "--dtype",
+        "float32",
+    )
+    assert c.returncode == 0, c.stderr.decode()
+    from rlctl.store import Index, Store
+
+    rows = (
+        Index(Store(served.store))
+        .query("SELECT config FROM runs WHERE command = 'compare-logprobs'")
+        .rows
+    )
+    (summary,) = orjson.loads(rows[-1][0])["summary"].values()
+    assert summary["max_abs_delta"] < 1e-4, summary
+
+
+def test_prompt_longer_than_the_context_is_one_line(served: Served) -> None:
+    long = orjson.dumps({"id": "x", "prompt": "one two three " * 400}) + b"\n"
+    r = served.run(
+        "rollout",
+        "--backend",
+        "openai",
+        "--endpoint",
+        "latest",
+        "--no-chat-template",
+        "--api",
+        "completions",
+        input=long,
+    )
+    assert r.returncode == 2, r.stderr.decode()
+    err = r.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "refused" in err[0]
+
+
+def test_unreachable_endpoint(served: Served) -> None:
+    r = served.run(
+        "rollout", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", input=_prompts(1)
+    )
+    assert r.returncode == 1 and "unreachable" in r.stderr.decode()
+
+
+def test_in_process_vllm_backend(served: Served, tiny_model: Path, tmp_path: Path) -> None:
+    """`--backend vllm` runs inside the vLLM environment, where rlctl is installed too."""
+    rlctl_vllm = str(Path(VLLM_PYTHON).with_name("rlctl"))
+    (tmp_path / "p.jsonl").write_bytes(_prompts(3))
+    r = subprocess.run(
+        [
+            rlctl_vllm,
+            "--store",
+            str(served.store),
+            "rollout",
+            "-i",
+            str(tmp_path / "p.jsonl"),
+            "--backend",
+            "vllm",
+            "--model",
+            str(tiny_model),
+            "--dtype",
+            "float32",
+            "-n",
+            "2",
+            "--max-tokens",
+            "16",
+            "--logprobs",
+            "--max-model-len",
+            "512",
+        ],
+        capture_output=True,
+        env=served.env,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    (tmp_path / "r.jsonl").write_bytes(r.stdout)
+    assert {x["backend"] for x in jsonl(r.stdout)} == {"vllm"}
+    c = served.run(
+        "compare-logprobs",
+        "-i",
+        str(tmp_path / "r.jsonl"),
+        "--model",
+        str(tiny_model),
+        "--dtype",
+        "float32",
+    )
+    assert c.returncode == 0, c.stderr.decode()
+    assert b"max_abs_delta" in c.stderr
+
+
+def test_sigterm_stops_the_server_and_leaves_no_orphans(served: Served) -> None:
+    """Last in the module: stops the shared server."""
+    root = psutil.Process(served.endpoint()["pid"])
+    tree = [root, *root.children(recursive=True)]
+    assert len(tree) >= 2  # the API server and vLLM's engine core
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(timeout=120) == 128 + signal.SIGTERM
+    time.sleep(1)
+    assert [p.pid for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    from rlctl.store import Index, Store
+
+    rows = (
+        Index(Store(served.store))
+        .query("SELECT status, error FROM runs WHERE command = 'serve vllm'")
+        .rows
+    )
+    assert rows == [("interrupted", "SIGTERM")]
+    kinds = (
+        Index(Store(served.store))
+        .query(
+            "SELECT kind FROM artifacts WHERE run_id IN (SELECT run_id FROM runs WHERE command = 'serve vllm')"
+        )
+        .rows
+    )
+    assert kinds == [("log",)]
