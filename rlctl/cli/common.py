@@ -98,6 +98,31 @@ def open_inputs(store: Store, run: Run, inputs: tuple[str, ...], kind: str) -> R
     return reader
 
 
+_records_out: list[Any] = []
+
+
+def guard_stdout() -> None:
+    """Keep stdout for records only, even when a library (vLLM, and the engine processes it
+    starts) prints there: fd 1 is pointed at stderr, which child processes inherit, and
+    records go to a private duplicate of the original stdout."""
+    import os
+
+    if _records_out:
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    _records_out.append(os.fdopen(saved, "wb"))
+
+
+def _records_stream() -> Any:
+    return _records_out[0] if _records_out else sys.stdout.buffer
+
+
+def _stdout_is_tty() -> bool:
+    return _records_stream().isatty()
+
+
 def emit(
     run: Run,
     records: Iterable[dict[str, Any]],
@@ -114,11 +139,11 @@ def emit(
     writes a malformed record is a bug, and the next stage should not be the one to find it.
     """
     k = kind_by_name(kind)
-    to_stdout = stdout and (output == "-" or (output is None and not sys.stdout.isatty()))
+    to_stdout = stdout and (output == "-" or (output is None and not _stdout_is_tty()))
     sinks: list[Any] = [run.artifact(name, kind, fmt)]
     if output not in (None, "-"):
         sinks.append(RecordWriter(output))
-    stream = StreamWriter(sys.stdout.buffer) if to_stdout else None
+    stream = StreamWriter(_records_stream()) if to_stdout else None
     n = 0
     try:
         for rec in records:

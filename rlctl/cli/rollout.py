@@ -78,6 +78,7 @@ def rollout(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_
     import itertools
 
     from rlctl.backends.generation import make_backend
+    from rlctl.cli.common import guard_stdout
     from rlctl.stages.rollout import DEFAULTS, rollouts, sampling_of
     from rlctl.store.refs import find_endpoint
 
@@ -97,6 +98,8 @@ def rollout(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_
     if conf["num_samples"] < 1 or conf["max_tokens"] < 1:
         raise BadInput("-n and --max-tokens must be at least 1")
     sampling = sampling_of(conf)
+    if conf["backend"] == "vllm":
+        guard_stdout()
     with Run(store, command_name(ctx), config=conf, seed=conf["seed"]) as run:
         reader = open_inputs(store, run, inputs, "prompt")
         prompts = itertools.islice(reader, conf["limit"]) if conf["limit"] is not None else reader
