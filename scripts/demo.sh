@@ -11,9 +11,29 @@ rlctl data pull gsm8k --sample --limit 50 | rlctl data validate --kind prompt
 say "rlctl data pull hh-rlhf --sample --format parquet  (pair records, stored as Parquet)"
 rlctl data pull hh-rlhf --sample --format parquet > /dev/null
 
+say "rlctl model tiny .demo/tiny  (random weights, bundled tokenizer: nothing to download)"
+[ -d .demo/tiny ] || { mkdir -p .demo && rlctl model tiny .demo/tiny; }
+
+say "rlctl data pull gsm8k --sample --limit 8 | rlctl rollout --model .demo/tiny -n 2 --logprobs | rlctl judge --judge math"
+rlctl data pull gsm8k --sample --limit 8 \
+  | rlctl rollout --model .demo/tiny -n 2 --max-tokens 48 --logprobs \
+  | rlctl judge --judge math > /dev/null
+
+say "rlctl compare-logprobs -i latest:rollout --model .demo/tiny --dtype bfloat16 --vs fp32_lm_head=true"
+rlctl compare-logprobs -i latest:rollout --model .demo/tiny --dtype bfloat16 --vs fp32_lm_head=true > /dev/null
+
+say "rlctl sql: pull -> rollout -> judge, linked by lineage"
+rlctl sql "SELECT r.command, r.status, p.command AS read_from, a.records
+           FROM runs r LEFT JOIN lineage l USING (run_id) LEFT JOIN runs p ON p.run_id = l.parent_run_id
+           LEFT JOIN artifacts a ON a.run_id = r.run_id
+           WHERE r.command IN ('data pull', 'rollout', 'judge') ORDER BY r.started_at DESC LIMIT 3"
+rlctl sql "SELECT model, backend, count(*) AS samples, avg(reward) AS mean_reward,
+                  avg(len(completion_token_ids::INT[])) AS mean_tokens
+           FROM judged GROUP BY ALL"
+
 say "rlctl sql: the runs just made, newest first"
 rlctl sql "SELECT run_id, command, status, round(duration_s, 2) AS seconds
-           FROM runs ORDER BY started_at DESC LIMIT 3"
+           FROM runs ORDER BY started_at DESC LIMIT 6"
 
 say "rlctl sql: their artifacts and lineage"
 rlctl sql "SELECT a.run_id, a.name, a.kind, a.format, a.records, a.complete
