@@ -57,10 +57,12 @@ test: lint vllm-env
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
-bench: $(STAMP)
+bench: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/records_io.py
 	$(BIN)/python bench/judge_throughput.py
+	RLCTL_VLLM_PYTHON="$(CURDIR)/$(VLLM_VENV)/bin/python" $(BIN)/python bench/rollout_throughput.py
+	RLCTL_VLLM_PYTHON="$(CURDIR)/$(VLLM_VENV)/bin/python" $(BIN)/python bench/logprob_mismatch.py
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .rlctl .pytest_cache .ruff_cache

@@ -6,17 +6,26 @@ all sections, so one page holds every figure with the command that produced it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ROOT / "docs" / "bench"
-ORDER = ["cli_startup", "records_io", "judge_throughput"]
+ORDER = [
+    "cli_startup",
+    "records_io",
+    "judge_throughput",
+    "rollout_throughput",
+    "logprob_mismatch",
+]
 
 
 def machine() -> str:
@@ -58,3 +67,52 @@ def publish(name: str, lines: list[str]) -> None:
         body = (SECTIONS / f"{n}.md").read_text().replace("\n# ", "\n## ")
         parts.append(body.replace("# ", "## ", 1) if body.startswith("# ") else body)
     (ROOT / "docs" / "benchmarks.md").write_text("\n".join(parts))
+
+
+@contextlib.contextmanager
+def vllm_server(model: Path, store: Path, *flags: str) -> Iterator[str]:
+    """`rlctl serve vllm` on a free port; yields its base URL, stops it afterwards."""
+    from rlctl.store import Store
+    from rlctl.store.refs import find_endpoint
+
+    proc = subprocess.Popen(
+        [
+            rlctl(),
+            "--store",
+            str(store),
+            "serve",
+            "vllm",
+            "--model",
+            str(model),
+            "--port",
+            "0",
+            *flags,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 900
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"vLLM failed to start (see {store}/artifacts/*/server.log)")
+            try:
+                url = find_endpoint(Store(store), "latest")["url"]
+                break
+            except Exception:  # noqa: BLE001 (not registered yet)
+                if time.monotonic() > deadline:
+                    raise SystemExit("vLLM never became healthy") from None
+                time.sleep(1)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+
+
+def tiny(root: Path) -> Path:
+    out = root / "tiny"
+    if not out.exists():
+        subprocess.run(
+            [rlctl(), "--store", str(root / "store"), "model", "tiny", str(out)], check=True
+        )
+    return out

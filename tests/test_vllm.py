@@ -112,8 +112,6 @@ def test_rollout_through_the_served_endpoint(served: Served) -> None:
             "--max-tokens",
             "12",
             "--logprobs",
-            "--seed",
-            "1",
             input=_prompts(),
         )
         assert r.returncode == 0, r.stderr.decode()

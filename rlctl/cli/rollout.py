@@ -46,7 +46,7 @@ Examples:
 @click.option("--top-k", type=int, help="Top-k sampling, -1 off [-1].")
 @click.option("--max-tokens", type=int, help="Tokens to generate at most [256].")
 @click.option("--stop", multiple=True, help="Stop string (repeatable).")
-@click.option("--seed", type=int, help="Sampling seed [0].")
+@click.option("--seed", type=int, help="Sampling seed [hf/vllm: 0; openai: none sent].")
 @click.option(
     "--chat-template/--no-chat-template",
     default=None,

@@ -19,7 +19,10 @@ DEFAULTS: dict[str, Any] = {
     "top_k": -1,
     "max_tokens": 256,
     "stop": [],
-    "seed": 0,
+    # None: local engines seed with 0 (reproducible by default); an OpenAI server gets no
+    # per-request seed unless asked, because seeded requests crash vLLM's CPU build under
+    # chunked prefill ("CPU Generator does not use offset", cf. RBLN-SW/vllm-rbln#1025).
+    "seed": None,
     "chat_template": True,
     "system_prompt": None,
     "logprobs": False,

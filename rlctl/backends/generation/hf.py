@@ -99,10 +99,9 @@ class HFBackend:
         self.batch_size = batch_size
         self.torch = torch
         self.eos_ids = self._eos_ids()
-        if seed is not None:
-            from transformers import set_seed
+        from transformers import set_seed
 
-            set_seed(seed)
+        set_seed(0 if seed is None else seed)
 
     def _eos_ids(self) -> set[int]:
         ids = self.lm.generation_config.eos_token_id
