@@ -43,6 +43,10 @@ def test_torch_is_installed_so_the_import_checks_mean_something() -> None:
         ["sql", "--help"],
         ["runs", "ls", "--help"],
         ["judge", "--help"],
+        ["rollout", "--help"],
+        ["compare-logprobs", "--help"],
+        ["serve", "vllm", "--help"],
+        ["model", "tiny", "--help"],
     ],
 )
 def test_help_imports_nothing_heavy(args: list[str], env: dict[str, str]) -> None:
@@ -69,13 +73,27 @@ def test_help_lists_every_command_with_examples(rlctl: Runner) -> None:
     r = rlctl("--help")
     assert r.returncode == 0
     out = r.stdout.decode()
-    for name in ("data", "judge", "sql", "runs", "store"):
+    for name in (
+        "data",
+        "rollout",
+        "judge",
+        "compare-logprobs",
+        "serve",
+        "model",
+        "sql",
+        "runs",
+        "store",
+    ):
         assert f"\n  {name} " in out
     assert "Examples:" in out
     for cmd in (
         ["data", "pull"],
         ["data", "validate"],
         ["judge"],
+        ["rollout"],
+        ["compare-logprobs"],
+        ["serve", "vllm"],
+        ["model", "tiny"],
         ["sql"],
         ["runs", "ls"],
         ["runs", "tail"],
