@@ -92,37 +92,20 @@ def test_seeded_sampling_is_reproducible(rlctl: Runner, tiny_model: Path, tmp_pa
 
 
 def test_stop_strings_cut_text_and_tokens(rlctl: Runner, tiny_model: Path, tmp_path: Path) -> None:
-    p = _prompts(tmp_path, 4)
-    free = jsonl(
-        rlctl(
-            "rollout",
-            "-i",
-            str(p),
-            "--model",
-            str(tiny_model),
-            "--temperature",
-            "0",
-            "--max-tokens",
-            "40",
-        ).stdout
-    )
+    greedy = [
+        "rollout",
+        "-i",
+        str(_prompts(tmp_path, 4)),
+        "--model",
+        str(tiny_model),
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "40",
+    ]
+    free = jsonl(rlctl(*greedy).stdout)
     stop = next(x["completion"][3:5] for x in free if len(x["completion"]) > 6)
-    cut = jsonl(
-        rlctl(
-            "rollout",
-            "-i",
-            str(p),
-            "--model",
-            str(tiny_model),
-            "--temperature",
-            "0",
-            "--max-tokens",
-            "40",
-            "--stop",
-            stop,
-            "--logprobs",
-        ).stdout
-    )
+    cut = jsonl(rlctl(*greedy, "--stop", stop, "--logprobs").stdout)
     for x in cut:
         assert stop not in x["completion"]
         assert len(x["completion_logprobs"]) == len(x["completion_token_ids"])

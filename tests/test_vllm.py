@@ -122,6 +122,30 @@ def test_rollout_through_the_served_endpoint(served: Served) -> None:
             assert x["prompt_token_ids"] and x["model"] == served.endpoint()["model"]
 
 
+def _max_delta(served: Served, rollouts: bytes, model: Path, tmp_path: Path) -> float:
+    """compare-logprobs (fp32 trainer) on these rollouts; the max |Δ| it stored."""
+    from rlctl.store import Index, Store
+
+    (tmp_path / "r.jsonl").write_bytes(rollouts)
+    c = served.run(
+        "compare-logprobs",
+        "-i",
+        str(tmp_path / "r.jsonl"),
+        "--model",
+        str(model),
+        "--dtype",
+        "float32",
+    )
+    assert c.returncode == 0, c.stderr.decode()
+    rows = (
+        Index(Store(served.store))
+        .query("SELECT config FROM runs WHERE command = 'compare-logprobs' ORDER BY started_at")
+        .rows
+    )
+    (summary,) = orjson.loads(rows[-1][0])["summary"].values()
+    return summary["max_abs_delta"]
+
+
 def test_fp32_served_generation_matches_an_fp32_trainer(
     served: Served, tiny_model: Path, tmp_path: Path
 ) -> None:
@@ -139,26 +163,7 @@ def test_fp32_served_generation_matches_an_fp32_trainer(
         input=_prompts(6),
     )
     assert r.returncode == 0, r.stderr.decode()
-    (tmp_path / "r.jsonl").write_bytes(r.stdout)
-    c = served.run(
-        "compare-logprobs",
-        "-i",
-        str(tmp_path / "r.jsonl"),
-        "--model",
-        str(tiny_model),
-        "--dtype",
-        "float32",
-    )
-    assert c.returncode == 0, c.stderr.decode()
-    from rlctl.store import Index, Store
-
-    rows = (
-        Index(Store(served.store))
-        .query("SELECT config FROM runs WHERE command = 'compare-logprobs'")
-        .rows
-    )
-    (summary,) = orjson.loads(rows[-1][0])["summary"].values()
-    assert summary["max_abs_delta"] < 1e-4, summary
+    assert _max_delta(served, r.stdout, tiny_model, tmp_path) < 1e-4
 
 
 def test_prompt_longer_than_the_context_is_one_line(served: Served) -> None:
@@ -217,19 +222,8 @@ def test_in_process_vllm_backend(served: Served, tiny_model: Path, tmp_path: Pat
         timeout=600,
     )
     assert r.returncode == 0, r.stderr.decode()[-2000:]
-    (tmp_path / "r.jsonl").write_bytes(r.stdout)
     assert {x["backend"] for x in jsonl(r.stdout)} == {"vllm"}
-    c = served.run(
-        "compare-logprobs",
-        "-i",
-        str(tmp_path / "r.jsonl"),
-        "--model",
-        str(tiny_model),
-        "--dtype",
-        "float32",
-    )
-    assert c.returncode == 0, c.stderr.decode()
-    assert b"max_abs_delta" in c.stderr
+    assert _max_delta(served, r.stdout, tiny_model, tmp_path) < 1e-4
 
 
 def test_sigterm_stops_the_server_and_leaves_no_orphans(served: Served) -> None:

@@ -44,7 +44,7 @@ def resolve_config(ctx: click.Context, defaults: dict[str, Any], **kw: Any) -> d
     """Flags given on the command line win; every other key comes from --set, the file or the
     defaults. Click's own defaults are ignored, so a config file is never silently overridden."""
     flags = {
-        name: value
+        name: list(value) if isinstance(value, tuple) else value  # repeatable options
         for name, value in ctx.params.items()
         if name in defaults and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
     }
@@ -55,6 +55,26 @@ def resolve_config(ctx: click.Context, defaults: dict[str, Any], **kw: Any) -> d
         flags=flags,
         **kw,
     )
+
+
+def precision_options(who: str, default: str) -> Callable[[F], F]:
+    """`--dtype` and `--fp32-lm-head`, worded for the side they configure (generator or
+    trainer): every command that loads weights takes them the same way."""
+
+    def deco(f: F) -> F:
+        f = click.option(
+            "--fp32-lm-head",
+            is_flag=True,
+            default=None,
+            help=f"{who}: compute the LM head in fp32.",
+        )(f)
+        return click.option(
+            "--dtype",
+            type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+            help=f"{who} weights dtype [{default}].",
+        )(f)
+
+    return deco
 
 
 def input_option(f: F) -> F:

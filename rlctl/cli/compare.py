@@ -15,6 +15,7 @@ from rlctl.cli.common import (
     input_option,
     open_inputs,
     output_option,
+    precision_options,
     resolve_config,
 )
 from rlctl.store import Run
@@ -48,14 +49,7 @@ sample size, and |Δ| by position.
 @click.command("compare-logprobs", epilog=EPILOG)
 @input_option
 @click.option("--model", help="Trainer-side model (local path or hub id).")
-@click.option(
-    "--dtype",
-    type=click.Choice(["float32", "bfloat16", "float16", "auto"]),
-    help="Trainer dtype [float32].",
-)
-@click.option(
-    "--fp32-lm-head", is_flag=True, default=None, help="Trainer computes the LM head in fp32."
-)
+@precision_options("Trainer", "float32")
 @click.option("--temperature", type=float, help="Override the records' sampling temperature.")
 @click.option("--vs", metavar="K=V[,K=V]", help="A second trainer setting, e.g. fp32_lm_head=true.")
 @click.option("--cap", type=float, help="Importance-ratio cap to count violations of [2.0].")

@@ -84,8 +84,6 @@ def pull_cmd(ctx: click.Context, name: str, output: str | None, **_: object) -> 
     """Pull a dataset as prompt or pair records: stored in the run, and on stdout when piped."""
     from rlctl.stages.pull import DEFAULTS, pull
 
-    if ctx.params.get("field"):
-        ctx.params["field"] = list(ctx.params["field"])
     conf = resolve_config(ctx, DEFAULTS)
     conf["name"] = name
     if (

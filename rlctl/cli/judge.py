@@ -79,8 +79,6 @@ def judge(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_: 
     from rlctl.backends.judges import build_all
     from rlctl.stages.judge import DEFAULTS, PairCollector, judge_records
 
-    if ctx.params.get("judge"):
-        ctx.params["judge"] = list(ctx.params["judge"])
     conf = resolve_config(ctx, DEFAULTS)
     store = get_store(ctx)
     judges = build_all(conf["judge"], {**conf, "cache_dir": store.root / "cache" / "llm"})

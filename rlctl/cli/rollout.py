@@ -14,6 +14,7 @@ from rlctl.cli.common import (
     input_option,
     open_inputs,
     output_option,
+    precision_options,
     progress,
     resolve_config,
 )
@@ -56,14 +57,7 @@ Examples:
 @click.option(
     "--logprobs", is_flag=True, default=None, help="Record token ids and sampled-token logprobs."
 )
-@click.option(
-    "--dtype",
-    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-    help="hf/vllm weights dtype [auto].",
-)
-@click.option(
-    "--fp32-lm-head", is_flag=True, default=None, help="hf/vllm: compute the LM head in fp32."
-)
+@precision_options("hf/vllm", "auto")
 @click.option("--batch-size", type=int, help="hf: prompts per generate call [16].")
 @click.option("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1.")
 @click.option("--endpoint", help="openai: a 'serve vllm' run of this store: 'latest' or a run id.")
@@ -82,8 +76,6 @@ def rollout(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_
     from rlctl.stages.rollout import DEFAULTS, rollouts, sampling_of
     from rlctl.store.refs import find_endpoint
 
-    if ctx.params.get("stop"):
-        ctx.params["stop"] = list(ctx.params["stop"])
     conf = resolve_config(ctx, DEFAULTS)
     store = get_store(ctx)
     if conf["backend"] == "openai":
