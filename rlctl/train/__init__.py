@@ -1,0 +1,1 @@
+"""TRL wiring: trainers TRL lacks (β-DPO), callbacks into the store (DESIGN.md section 3)."""

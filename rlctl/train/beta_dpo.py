@@ -1,0 +1,163 @@
+"""β-DPO (Wu et al., NeurIPS 2024): DPO with a batch-adaptive β and margin-based data filtering.
+
+Per batch of N pairs:
+  M_i  = (log πθ − log πref)(y_w) − (log πθ − log πref)(y_l)          (the margin, without β)
+  M0, σ ← momentum · (M0, σ) + (1 − momentum) · (mean M, std M)         (gathered over processes)
+  w_i  = exp(−½ ((M_i − M0) / σ)²)                                      (Gaussian weight)
+  keep ⌊N (1 − ρ)⌋ pairs, sampled without replacement ∝ w (seeded)
+  β    = β0 · (1 + α (mean(M_kept) − M0)), clamped ≥ 1e-3, not differentiated
+  loss = mean over kept pairs of −log σ(β · M_i)
+
+With α = 0 and ρ = 0 every pair is kept and β = β0: exactly TRL's sigmoid DPO loss (tested).
+The running statistics start from the first batch's own statistics, so the first batch is not
+pulled towards an arbitrary prior.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+BETA_MIN = 1e-3
+
+
+@dataclass
+class MarginStats:
+    momentum: float = 0.9
+    mean: float | None = None
+    std: float | None = None
+
+    def update(self, margins: Any) -> tuple[float, float]:
+        """Fold one batch (all processes' margins) into the running mean and std."""
+        m = float(margins.mean())
+        s = float(margins.std(unbiased=False)) if margins.numel() > 1 else 0.0
+        if self.mean is None or self.std is None:
+            self.mean, self.std = m, s
+        else:
+            self.mean = self.momentum * self.mean + (1 - self.momentum) * m
+            self.std = self.momentum * self.std + (1 - self.momentum) * s
+        return self.mean, self.std
+
+
+@dataclass
+class BetaDPOLoss:
+    beta0: float = 0.1
+    rho: float = 0.2
+    alpha: float = 0.6
+    momentum: float = 0.9
+    seed: int = 0
+    stats: MarginStats = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rho < 1:
+            raise ValueError(f"rho must be in [0, 1), got {self.rho}")
+        self.stats = MarginStats(self.momentum)
+        self._generator: Any = None
+
+    def __call__(self, margins: Any, all_margins: Any | None = None) -> tuple[Any, dict[str, Any]]:
+        """(loss, info). `margins` carry gradients; `all_margins` are every process's (for
+        the statistics), defaulting to the local batch."""
+        import torch
+        import torch.nn.functional as F
+
+        detached = margins.detach().float()
+        m0, sigma = self.stats.update(
+            detached if all_margins is None else all_margins.detach().float()
+        )
+        weights = torch.exp(-0.5 * ((detached - m0) / max(sigma, 1e-8)) ** 2)
+        n = margins.numel()
+        keep_n = max(1, int(n * (1 - self.rho)))
+        if keep_n >= n:
+            kept = torch.arange(n, device=margins.device)
+        else:
+            if self._generator is None:
+                self._generator = torch.Generator(device="cpu").manual_seed(self.seed)
+            probs = weights.cpu() + 1e-12  # all-zero weights would make multinomial refuse
+            kept = torch.multinomial(probs, keep_n, replacement=False, generator=self._generator)
+            kept = kept.sort().values.to(margins.device)
+        kept_margins = margins[kept]
+        beta = self.beta0 * (1 + self.alpha * (float(kept_margins.detach().float().mean()) - m0))
+        beta = max(beta, BETA_MIN)
+        loss = -F.logsigmoid(beta * kept_margins).mean()
+        mask = torch.zeros(n, dtype=torch.bool, device=margins.device)
+        mask[kept] = True
+        info = {
+            "beta": beta,
+            "kept": int(keep_n),
+            "mask": mask,
+            "weights": weights,
+            "margin_mean": float(detached.mean()),
+            "margin_std": float(detached.std(unbiased=False)) if n > 1 else 0.0,
+            "m0": m0,
+            "sigma": sigma,
+        }
+        return loss, info
+
+
+def make_trainer_class() -> type:
+    """BetaDPOTrainer, built on first use so importing rlctl never imports TRL."""
+    import torch
+    from trl import DPOTrainer
+
+    class BetaDPOTrainer(DPOTrainer):
+        """TRL's DPOTrainer with the β-DPO loss. The log-ratios come from exactly TRL's forward
+        path (same call, same fused LM head), so α = 0, ρ = 0 reproduces TRL's sigmoid loss
+        on the same batch (tested); only the standard setting is supported (no PEFT, no
+        `ld_alpha`, reverse-KL DPO), and anything else is refused rather than silently wrong."""
+
+        def __init__(self, *args: Any, beta_dpo: BetaDPOLoss | None = None, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.beta_dpo = beta_dpo or BetaDPOLoss(beta0=self.beta)
+            self.margin_log: list[dict[str, Any]] = []
+            unsupported = {
+                "ld_alpha": self.ld_alpha is not None,
+                "f_divergence_type != reverse_kl": self.f_divergence_type != "reverse_kl",
+                "MoE aux loss": self.aux_loss_enabled,
+            }
+            bad = [k for k, v in unsupported.items() if v]
+            if bad:
+                raise ValueError(f"beta-dpo does not support {', '.join(bad)}")
+
+        def _logratios(self, model: Any, inputs: dict[str, Any]) -> tuple[Any, Any]:
+            non_model = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
+            kwargs = {k: v for k, v in inputs.items() if k not in non_model}
+            kwargs["use_cache"] = False
+            completion_mask = inputs["completion_mask"]
+            seq_len = completion_mask[..., 1:].size(1)
+            labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+            logps = (
+                model(**kwargs, labels=labels, fused_lm_head=True).log_probs[:, -seq_len:].sum(1)
+            )
+            if self.precompute_ref_logps:
+                ref = torch.cat([inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]])
+            else:
+                with torch.no_grad():
+                    out = self.ref_model(**kwargs, labels=labels, fused_lm_head=True)
+                ref = out.log_probs[:, -seq_len:].sum(1)
+            chosen, rejected = (logps - ref).chunk(2, dim=0)
+            return chosen, rejected
+
+        def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+            if return_outputs:
+                raise ValueError("beta-dpo does not return model outputs")
+            mode = "train" if self.model.training else "eval"
+            chosen, rejected = self._logratios(model, inputs)
+            margins = chosen - rejected
+            all_margins = self.accelerator.gather(margins.detach())
+            loss, info = self.beta_dpo(margins, all_margins)
+            for key in ("beta", "kept", "margin_mean", "margin_std", "m0", "sigma"):
+                self._metrics[mode][f"beta_dpo/{key}"].append(float(info[key]))
+            rewards_c, rewards_r = info["beta"] * chosen.detach(), info["beta"] * rejected.detach()
+            self._metrics[mode]["rewards/margins"].append(float((rewards_c - rewards_r).mean()))
+            self._metrics[mode]["rewards/accuracies"].append(
+                float((rewards_c > rewards_r).float().mean())
+            )
+            if mode == "train":
+                step = self.state.global_step
+                for m, kept in zip(margins.detach().tolist(), info["mask"].tolist(), strict=True):
+                    self.margin_log.append(
+                        {"step": step, "margin": m, "kept": kept, "beta": info["beta"]}
+                    )
+            return loss
+
+    return BetaDPOTrainer

@@ -1,0 +1,123 @@
+"""β-DPO: the update rules against numbers worked out by hand, and equality with TRL's
+sigmoid DPO loss when α = 0 and ρ = 0."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rlctl.train.beta_dpo import BetaDPOLoss, MarginStats  # noqa: E402
+
+
+def test_running_stats_by_hand() -> None:
+    s = MarginStats(momentum=0.9)
+    assert s.update(torch.tensor([1.0, 3.0])) == (2.0, 1.0)  # first batch: its own mean/std
+    m0, sigma = s.update(torch.tensor([4.0, 8.0]))  # mean 6, std 2
+    assert m0 == pytest.approx(0.9 * 2 + 0.1 * 6)  # 2.4
+    assert sigma == pytest.approx(0.9 * 1 + 0.1 * 2)  # 1.1
+
+
+def test_weights_by_hand() -> None:
+    margins = torch.tensor([-10.0, 0.9, 1.1, 12.0])
+    _, info = BetaDPOLoss(rho=0.5)(margins)
+    m0 = 1.0  # the first batch's own mean
+    sigma = math.sqrt(((-11.0) ** 2 + 0.1**2 + 0.1**2 + 11.0**2) / 4)  # population std
+    assert info["m0"] == pytest.approx(m0) and info["sigma"] == pytest.approx(sigma)
+    expected = [math.exp(-0.5 * ((m - m0) / sigma) ** 2) for m in (-10.0, 0.9, 1.1, 12.0)]
+    assert info["weights"].tolist() == pytest.approx(expected)
+
+
+def test_mask_beta_and_loss_by_hand() -> None:
+    """Running stats M0 = 1, σ = 0.1 (momentum 1 keeps them): the tails' weights are
+    exp(-0.5 * 110²) = 0, so keeping ⌊4 · 0.5⌋ = 2 pairs keeps the central two."""
+    loss_fn = BetaDPOLoss(beta0=0.1, rho=0.5, alpha=0.6)
+    loss_fn.stats = MarginStats(momentum=1.0, mean=1.0, std=0.1)
+    margins = torch.tensor([-10.0, 0.9, 1.1, 12.0], requires_grad=True)
+    loss, info = loss_fn(margins)
+    assert info["mask"].tolist() == [False, True, True, False]
+    beta = 0.1 * (1 + 0.6 * ((0.9 + 1.1) / 2 - 1.0))  # = 0.1
+    assert info["beta"] == pytest.approx(beta)
+    expected = (math.log1p(math.exp(-beta * 0.9)) + math.log1p(math.exp(-beta * 1.1))) / 2
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    assert margins.grad.tolist()[0] == 0 and margins.grad.tolist()[3] == 0  # dropped: no gradient
+
+
+def test_beta_is_clamped_and_not_differentiated() -> None:
+    loss_fn = BetaDPOLoss(beta0=0.1, rho=0.0, alpha=100.0)
+    margins = torch.tensor([-5.0, -5.0], requires_grad=True)
+    loss_fn.stats.update(torch.tensor([5.0, 5.0]))  # M0 = 5 makes 1 + α(mean − M0) negative
+    _, info = loss_fn(margins)
+    assert info["beta"] == 1e-3
+
+
+def test_sampling_is_seeded() -> None:
+    m = torch.randn(32, generator=torch.Generator().manual_seed(1))
+    a = BetaDPOLoss(rho=0.5, seed=3)(m)[1]["mask"]
+    b = BetaDPOLoss(rho=0.5, seed=3)(m)[1]["mask"]
+    c = BetaDPOLoss(rho=0.5, seed=4)(m)[1]["mask"]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_alpha_0_rho_0_is_sigmoid_dpo() -> None:
+    import torch.nn.functional as F
+
+    m = torch.randn(16, generator=torch.Generator().manual_seed(0))
+    loss, info = BetaDPOLoss(beta0=0.1, rho=0.0, alpha=0.0)(m)
+    assert info["kept"] == 16 and info["beta"] == 0.1
+    assert torch.equal(loss, (-F.logsigmoid(0.1 * m)).mean())
+
+
+def test_trainer_with_alpha_0_rho_0_equals_trl_sigmoid_on_the_same_batch(
+    tiny_model, tmp_path
+) -> None:
+    """The same batch through TRL's own DPOTrainer (sigmoid) and through BetaDPOTrainer."""
+    pytest.importorskip("trl")
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    from rlctl.train.beta_dpo import make_trainer_class
+
+    pairs = Dataset.from_list(
+        [
+            {
+                "prompt": f"Question {i}: how many eggs?",
+                "chosen": f" {i} eggs.",
+                "rejected": " I do not know, sorry.",
+            }
+            for i in range(8)
+        ]
+    )
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    args = DPOConfig(
+        output_dir=str(tmp_path / "o"),
+        per_device_train_batch_size=8,
+        max_length=64,
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        beta=0.1,
+        loss_type=["sigmoid"],
+    )
+    trl_trainer = DPOTrainer(
+        model=str(tiny_model), args=args, train_dataset=pairs, processing_class=tok
+    )
+    ours = make_trainer_class()(
+        model=str(tiny_model),
+        args=args,
+        train_dataset=pairs,
+        processing_class=tok,
+        beta_dpo=BetaDPOLoss(beta0=0.1, rho=0.0, alpha=0.0),
+    )
+    batch = next(iter(trl_trainer.get_train_dataloader()))
+    trl_trainer.model.train()  # as inside trainer.train(): metrics go under "train"
+    ours.model.train()
+    expected = trl_trainer._compute_loss(trl_trainer.model, batch, False)
+    got = ours._compute_loss(ours.model, batch, False)
+    assert torch.allclose(got, expected, atol=1e-6), (got, expected)
+    assert ours._metrics["train"]["beta_dpo/kept"] == [8.0]
+    assert len(ours.margin_log) == 8 and all(m["kept"] for m in ours.margin_log)
