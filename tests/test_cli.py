@@ -47,6 +47,7 @@ def test_torch_is_installed_so_the_import_checks_mean_something() -> None:
         ["compare-logprobs", "--help"],
         ["serve", "vllm", "--help"],
         ["model", "tiny", "--help"],
+        ["train", "dpo", "--help"],
     ],
 )
 def test_help_imports_nothing_heavy(args: list[str], env: dict[str, str]) -> None:

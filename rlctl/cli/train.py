@@ -1,0 +1,105 @@
+"""`rlctl train sft|dpo|beta-dpo`: TRL trainers, recorded in the store."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from rlctl.cli.common import (
+    command_name,
+    config_options,
+    get_store,
+    input_option,
+    open_inputs,
+    resolve_config,
+)
+from rlctl.errors import BadInput
+from rlctl.store import Run
+
+log = logging.getLogger("rlctl")
+
+DEFAULTS: dict[str, Any] = {
+    "model": None,
+    "fp32_lm_head": False,
+    "max_steps": None,
+    "target": "completion",
+    "rho": 0.2,
+    "alpha": 0.6,
+    "trainer": {},  # passed through to TRL's SFTConfig / DPOConfig
+}
+EPILOG = """\b
+Examples:
+  rlctl train sft -i latest:prompts --model ./tiny --target meta.solution --max-steps 20
+  rlctl data pull gsm8k --sample --limit 16 | rlctl rollout --model ./tiny -n 4 \\
+    | rlctl judge --judge math --pairs | rlctl train dpo --model ./tiny --max-steps 2
+  rlctl train beta-dpo -i pairs.jsonl --model M --set trainer.beta=0.1 --rho 0.2 --alpha 0.6
+  rlctl train dpo -i pairs.jsonl --model M -c configs/dpo.yaml --set trainer.learning_rate=5e-7
+
+\b
+The `trainer` section of the config (or --set trainer.KEY=VALUE) goes to TRL's own SFTConfig or
+DPOConfig unchanged. On a machine without a GPU, use_cpu=True and bf16=False are the defaults.
+Metrics stream into the store; the final checkpoint is an artifact.
+"""
+
+
+def _common(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.pass_context(f)
+    f = config_options(f)
+    f = click.option("--max-steps", type=int, help="Optimizer steps (trainer.max_steps).")(f)
+    f = click.option(
+        "--fp32-lm-head", is_flag=True, default=None, help="LM head in fp32 (policy and reference)."
+    )(f)
+    f = click.option("--model", help="Base model: local path or hub id.")(f)
+    return input_option(f)
+
+
+@click.group()
+def train() -> None:
+    """Post-train a model with TRL: sft, dpo, beta-dpo."""
+
+
+def _run(ctx: click.Context, kind: str, inputs: tuple[str, ...]) -> None:
+    from rlctl.cli.common import guard_stdout
+    from rlctl.train.data import dpo_rows, sft_rows
+    from rlctl.train.runner import train as run_training
+
+    conf = resolve_config(ctx, DEFAULTS, open_sections=["trainer"])
+    if not conf["model"]:
+        raise BadInput(f"train {kind} needs --model")
+    if conf["max_steps"] is not None:
+        conf["trainer"] = {**conf["trainer"], "max_steps": int(conf["max_steps"])}
+    guard_stdout()  # transformers prints its logs to stdout; ours carries records only
+    store = get_store(ctx)
+    with Run(store, command_name(ctx), config=conf, seed=conf["trainer"].get("seed", 0)) as run:
+        reader = open_inputs(store, run, inputs, "pair" if kind != "sft" else "prompt")
+        located = reader.located()
+        rows = sft_rows(located, conf["target"]) if kind == "sft" else dpo_rows(located)
+        out = run_training(run, kind, conf, rows)
+    log.info("%s checkpoint -> %s (run %s)", kind, out, run.run_id)
+
+
+@train.command("sft", epilog=EPILOG)
+@click.option("--target", help="Field that is the completion [completion; e.g. meta.solution].")
+@_common
+def sft(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
+    """Supervised fine-tuning on prompt + completion (loss on the completion only)."""
+    _run(ctx, "sft", inputs)
+
+
+@train.command("dpo", epilog=EPILOG)
+@_common
+def dpo(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
+    """Direct preference optimisation on pair records (TRL's DPOTrainer, any loss_type)."""
+    _run(ctx, "dpo", inputs)
+
+
+@train.command("beta-dpo", epilog=EPILOG)
+@click.option("--rho", type=float, help="Fraction of pairs filtered out per batch [0.2].")
+@click.option("--alpha", type=float, help="How strongly β follows the batch margin [0.6].")
+@_common
+def beta_dpo(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
+    """β-DPO (Wu et al., 2024): adaptive β and margin-based filtering; logs margin logs."""
+    _run(ctx, "beta-dpo", inputs)

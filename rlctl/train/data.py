@@ -1,0 +1,69 @@
+"""Records -> the dataset rows TRL's trainers take (conversational where the records are).
+
+Every record is checked before any model is loaded, so a missing field fails in a second with
+`file:line`, not after minutes of loading weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rlctl.errors import BadInput
+
+
+def _prompt(rec: dict[str, Any]) -> list[dict[str, str]] | str:
+    if rec.get("messages"):
+        return list(rec["messages"])
+    return str(rec.get("prompt") or "")
+
+
+def _as_turns(value: Any, conversational: bool) -> Any:
+    """A continuation as TRL wants it next to this prompt: messages for chat, text otherwise."""
+    if conversational:
+        return value if isinstance(value, list) else [{"role": "assistant", "content": value}]
+    if isinstance(value, list):
+        return "".join(m["content"] for m in value)
+    return value
+
+
+def dpo_rows(records: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    rows = []
+    for where, rec in records:
+        prompt = _prompt(rec)
+        chat = isinstance(prompt, list)
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": _as_turns(rec["chosen"], chat),
+                "rejected": _as_turns(rec["rejected"], chat),
+            }
+        )
+        if not prompt:
+            raise BadInput(f"{where}: no prompt (messages or prompt) to train on")
+    return rows
+
+
+def _dig(rec: dict[str, Any], path: str) -> Any:
+    node: Any = rec
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def sft_rows(records: Iterable[tuple[str, dict[str, Any]]], target: str) -> list[dict[str, Any]]:
+    """prompt + completion pairs; the completion is `target` (a rollout's `completion`, a
+    pair's `chosen`, or e.g. `meta.solution` of GSM8K prompt records)."""
+    rows = []
+    for where, rec in records:
+        value = _dig(rec, target)
+        if value is None and target == "completion" and "chosen" in rec:
+            value = rec["chosen"]
+        if not value:
+            raise BadInput(
+                f"{where}: field {target!r} missing; pass --target FIELD "
+                "(e.g. meta.solution for GSM8K prompts)"
+            )
+        prompt = _prompt(rec)
+        rows.append({"prompt": prompt, "completion": _as_turns(value, isinstance(prompt, list))})
+    return rows

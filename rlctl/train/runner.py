@@ -1,0 +1,108 @@
+"""Build and run one TRL trainer from resolved rlctl config: the part of `rlctl train` that
+is not command-line parsing. The `trainer` section passes through to TRL's own config class,
+so every TRL knob works without rlctl re-declaring it."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any
+
+from rlctl.errors import BadInput, RunInterrupted
+from rlctl.store import Run
+
+TRAINERS = ("sft", "dpo", "beta-dpo")
+
+
+def trl_config(kind: str, section: dict[str, Any], output_dir: Path) -> Any:
+    """TRL's config dataclass, with CPU-safe defaults, from the `trainer:` section; an
+    unknown key is one line with a "did you mean" (before any model is loaded)."""
+    import torch
+    from trl import DPOConfig, SFTConfig
+
+    cls = SFTConfig if kind == "sft" else DPOConfig
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in section:
+        if key not in names:
+            hint = difflib.get_close_matches(key, names, n=1)
+            did = f"; did you mean 'trainer.{hint[0]}'?" if hint else ""
+            raise BadInput(f"trainer.{key}: not a {cls.__name__} field{did}")
+    defaults: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": 2,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        "seed": 0,
+        "disable_tqdm": True,  # rlctl streams metrics to the store; `runs tail -f` follows them
+    }
+    if not torch.cuda.is_available():
+        defaults |= {"use_cpu": True, "bf16": False}  # TRL defaults to bf16, which a CPU lacks
+    try:
+        return cls(**(defaults | section))
+    except (TypeError, ValueError) as e:
+        raise BadInput(f"trainer: {str(e).splitlines()[0]}") from e
+
+
+def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
+    """Train, save the final checkpoint as an artifact, return its path."""
+    import warnings
+
+    import datasets
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from rlctl.backends.generation import quiet_transformers
+    from rlctl.backends.generation.hf import load_causal_lm
+    from rlctl.train.callbacks import StoreMetrics
+
+    quiet_transformers()
+    datasets.disable_progress_bars()
+    warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations inside TRL itself
+    out = run.artifact_dir / "checkpoint"
+    args = trl_config(kind, dict(conf.get("trainer") or {}), run.artifact_dir / "trainer")
+    model, tok = load_causal_lm(
+        conf["model"], "float32" if args.use_cpu else "auto", conf["fp32_lm_head"]
+    )
+    run.add_input(conf["model"], via="model")
+    dataset = Dataset.from_list(rows)
+    common = {"model": model, "args": args, "train_dataset": dataset, "processing_class": tok}
+    if kind == "sft":
+        from trl import SFTTrainer
+
+        trainer = SFTTrainer(**common)
+    elif kind == "dpo":
+        from trl import DPOTrainer
+
+        trainer = DPOTrainer(**common)
+    else:
+        from rlctl.train.beta_dpo import BetaDPOLoss, make_trainer_class
+
+        loss = BetaDPOLoss(beta0=args.beta, rho=conf["rho"], alpha=conf["alpha"], seed=args.seed)
+        trainer = make_trainer_class()(**common, beta_dpo=loss)
+    if conf["fp32_lm_head"] and getattr(trainer, "ref_model", None) is not None:
+        from rlctl.models import enable_fp32_lm_head
+
+        enable_fp32_lm_head(trainer.ref_model)
+    trainer.add_callback(StoreMetrics(run))
+    try:
+        trainer.train()
+    except RunInterrupted:
+        trainer.save_model(str(out) + ".interrupted")  # SIGINT/SIGTERM: keep what was learned
+        raise
+    trainer.save_model(str(out))
+    AutoTokenizer.from_pretrained(conf["model"]).save_pretrained(out)
+    run.register_path("checkpoint", "model", out)
+    if kind == "beta-dpo":
+        _margin_log(run, trainer.margin_log)
+    return out
+
+
+def _margin_log(run: Run, rows: list[dict[str, Any]]) -> None:
+    from rlctl.records import RecordWriter
+
+    path = run.artifact_dir / "margins.jsonl"
+    with RecordWriter(path) as w:
+        w.write_all(rows)
+    run.register_path("margins", "margin_log", path, fmt="jsonl")

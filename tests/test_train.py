@@ -1,0 +1,109 @@
+"""`rlctl train`: TRL steps on the tiny model, on CPU, recorded in the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Runner, jsonl
+
+pytestmark = pytest.mark.slow
+
+
+def _checkpoint(sql, command: str) -> Path:
+    (row,) = sql(
+        f"SELECT a.path FROM artifacts a JOIN runs r USING (run_id) WHERE r.command = '{command}' AND a.kind = 'model'"
+    )
+    return Path(row["path"])
+
+
+def _generates(rlctl: Runner, checkpoint: Path) -> None:
+    r = rlctl(
+        shell=f"$RLCTL data pull gsm8k --sample --limit 2 | $RLCTL rollout --model {checkpoint} --max-tokens 8"
+    )
+    assert r.returncode == 0, r.stderr
+    assert len(jsonl(r.stdout)) == 2
+
+
+def test_synthetic_preference_loop_as_one_pipe(rlctl: Runner, sql, tiny_model: Path) -> None:
+    r = rlctl(
+        shell=f"set -o pipefail; $RLCTL data pull gsm8k --sample --limit 16 "
+        f"| $RLCTL rollout --model {tiny_model} -n 4 --max-tokens 16 "
+        f"| $RLCTL judge --judge format --format-search --format-regex '[0-9]' --pairs "
+        f"| $RLCTL train dpo --model {tiny_model} --max-steps 2"
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b""  # trainer logs go to stderr
+    losses = sql("SELECT step, value FROM metrics WHERE name = 'loss' ORDER BY step")
+    assert [x["step"] for x in losses] == [1, 2]
+    chain = sql(
+        "WITH RECURSIVE up(run_id, depth) AS ("
+        " SELECT run_id, 0 FROM runs WHERE command = 'train dpo'"
+        " UNION ALL SELECT l.parent_run_id, depth + 1 FROM lineage l JOIN up USING (run_id)"
+        " WHERE l.parent_run_id IS NOT NULL)"
+        " SELECT r.command FROM up JOIN runs r USING (run_id) ORDER BY depth"
+    )
+    assert [x["command"] for x in chain] == ["train dpo", "judge", "rollout", "data pull"]
+    (base,) = sql(
+        "SELECT input FROM lineage l JOIN runs r USING (run_id) WHERE r.command = 'train dpo' AND via = 'model'"
+    )
+    assert base["input"] == str(tiny_model)
+    _generates(rlctl, _checkpoint(sql, "train dpo"))
+
+
+def test_sft_on_gsm8k_solutions(rlctl: Runner, sql, tiny_model: Path) -> None:
+    r = rlctl(
+        shell=f"$RLCTL data pull gsm8k --sample --limit 8 | $RLCTL train sft --model {tiny_model} --target meta.solution --max-steps 2"
+    )
+    assert r.returncode == 0, r.stderr
+    assert sql("SELECT count(*) AS n FROM metrics WHERE name = 'loss'") == [{"n": 2}]
+    _generates(rlctl, _checkpoint(sql, "train sft"))
+
+
+def test_beta_dpo_writes_margin_logs(rlctl: Runner, sql, tiny_model: Path) -> None:
+    r = rlctl(
+        shell=f"$RLCTL data pull hh-rlhf --sample --limit 8 | $RLCTL train beta-dpo --model {tiny_model} --max-steps 2 --rho 0.5 --set trainer.per_device_train_batch_size=4 --set trainer.max_length=256"
+    )
+    assert r.returncode == 0, r.stderr
+    names = {x["name"] for x in sql("SELECT DISTINCT name FROM metrics")}
+    assert {"beta_dpo/beta", "beta_dpo/kept", "beta_dpo/m0", "beta_dpo/sigma", "loss"} <= names
+    kept = {
+        x["step"]: x["value"]
+        for x in sql("SELECT step, value FROM metrics WHERE name = 'beta_dpo/kept'")
+    }
+    (log,) = sql("SELECT path FROM artifacts WHERE kind = 'margin_log'")
+    rows = [json.loads(line) for line in Path(log["path"]).read_text().splitlines()]
+    by_step: dict[int, list[dict]] = {}  # each step's pairs, logged before the counter advances
+    for row in rows:
+        by_step.setdefault(row["step"], []).append(row)
+    assert len(by_step) == 2 and sorted(kept) == [1, 2]
+    for (_, pairs), step in zip(sorted(by_step.items()), sorted(kept), strict=True):
+        assert kept[step] == max(1, int(len(pairs) * 0.5)) == sum(p["kept"] for p in pairs)
+
+
+@pytest.mark.parametrize(
+    ("cmd", "msg"),
+    [
+        (
+            "train dpo --model NOPE --set trainer.learnin_rate=1",
+            "did you mean 'trainer.learning_rate'",
+        ),
+        ("train sft --model NOPE", "field 'completion' missing"),
+    ],
+)
+def test_bad_input_fails_before_any_model_is_loaded(rlctl: Runner, cmd: str, msg: str) -> None:
+    """The model path does not exist: an error about it would mean it was loaded first."""
+    src = "hh-rlhf" if "dpo" in cmd else "gsm8k"
+    r = rlctl(shell=f"$RLCTL data pull {src} --sample --limit 2 | $RLCTL {cmd}")
+    assert r.returncode == 2, r.stderr
+    errors = [x for x in r.stderr.decode().splitlines() if x.startswith("rlctl: error:")]
+    assert len(errors) == 1 and msg in errors[0], r.stderr
+
+
+def test_dpo_refuses_prompt_records(rlctl: Runner, tiny_model: Path) -> None:
+    r = rlctl(
+        shell=f"$RLCTL data pull gsm8k --sample --limit 2 | $RLCTL train dpo --model {tiny_model}"
+    )
+    assert r.returncode == 2 and "field 'chosen': missing" in r.stderr.decode()
