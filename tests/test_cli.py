@@ -48,6 +48,7 @@ def test_torch_is_installed_so_the_import_checks_mean_something() -> None:
         ["serve", "vllm", "--help"],
         ["model", "tiny", "--help"],
         ["train", "dpo", "--help"],
+        ["train", "dpo", "--help"],
     ],
 )
 def test_help_imports_nothing_heavy(args: list[str], env: dict[str, str]) -> None:
@@ -74,17 +75,9 @@ def test_help_lists_every_command_with_examples(rlctl: Runner) -> None:
     r = rlctl("--help")
     assert r.returncode == 0
     out = r.stdout.decode()
-    for name in (
-        "data",
-        "rollout",
-        "judge",
-        "compare-logprobs",
-        "serve",
-        "model",
-        "sql",
-        "runs",
-        "store",
-    ):
+    from rlctl.cli import COMMANDS
+
+    for name in COMMANDS:
         assert f"\n  {name} " in out
     assert "Examples:" in out
     for cmd in (
@@ -95,6 +88,8 @@ def test_help_lists_every_command_with_examples(rlctl: Runner) -> None:
         ["compare-logprobs"],
         ["serve", "vllm"],
         ["model", "tiny"],
+        ["train", "sft"],
+        ["train", "beta-dpo"],
         ["sql"],
         ["runs", "ls"],
         ["runs", "tail"],
