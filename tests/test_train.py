@@ -107,3 +107,30 @@ def test_dpo_refuses_prompt_records(rlctl: Runner, tiny_model: Path) -> None:
         shell=f"$RLCTL data pull gsm8k --sample --limit 2 | $RLCTL train dpo --model {tiny_model}"
     )
     assert r.returncode == 2 and "field 'chosen': missing" in r.stderr.decode()
+
+
+@pytest.mark.parametrize("head", [[], ["--fp32-lm-head"]])
+def test_grpo_with_judge_rewards(rlctl: Runner, sql, tiny_model: Path, head: list[str]) -> None:
+    r = rlctl(
+        shell=f"$RLCTL data pull gsm8k --sample --limit 8 | $RLCTL train grpo --model {tiny_model} --reward math --reward format=0.1 --max-steps 2 --set trainer.max_completion_length=16 {' '.join(head)}"
+    )
+    assert r.returncode == 0, r.stderr
+    names = {x["name"] for x in sql("SELECT DISTINCT name FROM metrics")}
+    assert {"reward", "rewards/rlctl_math/mean", "rewards/rlctl_format/mean", "loss"} <= names
+    samples = sql("SELECT step, completion, reward, rewards FROM train_samples ORDER BY step")
+    assert {s["step"] for s in samples} == {1, 2}
+    for s in samples:
+        assert set(s["rewards"]) == {"math", "format"}
+        assert s["reward"] == pytest.approx(s["rewards"]["math"] + 0.1 * s["rewards"]["format"])
+    (cfg,) = sql("SELECT config FROM runs WHERE command = 'train grpo'")
+    assert cfg["config"]["fp32_lm_head"] is bool(head)
+    _generates(rlctl, _checkpoint(sql, "train grpo"))
+
+
+def test_grpo_unknown_reward_fails_before_the_model(rlctl: Runner) -> None:
+    r = rlctl(
+        shell="$RLCTL data pull gsm8k --sample --limit 2 | $RLCTL train grpo --model NOPE --reward mathh"
+    )
+    assert r.returncode == 2
+    errors = [x for x in r.stderr.decode().splitlines() if x.startswith("rlctl: error:")]
+    assert len(errors) == 1 and "did you mean 'math'" in errors[0]

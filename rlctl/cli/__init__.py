@@ -27,7 +27,7 @@ COMMANDS = {
         "rlctl.cli.compare:compare_logprobs",
         "Generator vs trainer logprob mismatch.",
     ),
-    "train": ("rlctl.cli.train:train", "Post-train with TRL: sft, dpo, beta-dpo."),
+    "train": ("rlctl.cli.train:train", "Post-train with TRL: sft, dpo, beta-dpo, grpo."),
     "serve": ("rlctl.cli.serve:serve", "Serve a model with vLLM (supervised, registered)."),
     "model": ("rlctl.cli.model:model", "Build a tiny local model for smoke tests."),
     "sql": ("rlctl.cli.sql:sql", "Query the run history with SQL."),

@@ -28,6 +28,9 @@ DEFAULTS: dict[str, Any] = {
     "target": "completion",
     "rho": 0.2,
     "alpha": 0.6,
+    "reward": ["math"],  # grpo: judge names, as for `rlctl judge`
+    "log_every": 1,  # grpo: write the sampled completions every N steps
+    "mode": "auto",  # grpo math reward: where the answer is
     "trainer": {},  # passed through to TRL's SFTConfig / DPOConfig
 }
 EPILOG = """\b
@@ -58,12 +61,12 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group()
 def train() -> None:
-    """Post-train a model with TRL: sft, dpo, beta-dpo."""
+    """Post-train a model with TRL: sft, dpo, beta-dpo, grpo."""
 
 
 def _run(ctx: click.Context, kind: str, inputs: tuple[str, ...]) -> None:
     from rlctl.cli.common import guard_stdout
-    from rlctl.train.data import dpo_rows, sft_rows
+    from rlctl.train.data import dpo_rows, grpo_rows, sft_rows
     from rlctl.train.runner import train as run_training
 
     conf = resolve_config(ctx, DEFAULTS, open_sections=["trainer"])
@@ -74,9 +77,14 @@ def _run(ctx: click.Context, kind: str, inputs: tuple[str, ...]) -> None:
     guard_stdout()  # transformers prints its logs to stdout; ours carries records only
     store = get_store(ctx)
     with Run(store, command_name(ctx), config=conf, seed=conf["trainer"].get("seed", 0)) as run:
-        reader = open_inputs(store, run, inputs, "pair" if kind != "sft" else "prompt")
+        reader = open_inputs(store, run, inputs, "pair" if "dpo" in kind else "prompt")
         located = reader.located()
-        rows = sft_rows(located, conf["target"]) if kind == "sft" else dpo_rows(located)
+        if kind == "sft":
+            rows = sft_rows(located, conf["target"])
+        elif kind == "grpo":
+            rows = grpo_rows(located)
+        else:
+            rows = dpo_rows(located)
         out = run_training(run, kind, conf, rows)
     log.info("%s checkpoint -> %s (run %s)", kind, out, run.run_id)
 
@@ -94,6 +102,18 @@ def sft(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
 def dpo(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
     """Direct preference optimisation on pair records (TRL's DPOTrainer, any loss_type)."""
     _run(ctx, "dpo", inputs)
+
+
+@train.command("grpo", epilog=EPILOG)
+@click.option(
+    "--reward", "reward", multiple=True, metavar="NAME[=W]", help="Reward (repeatable) [math]."
+)
+@click.option("--log-every", type=int, help="Write sampled completions every N steps [1].")
+@_common
+def grpo(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
+    """GRPO on prompt records, rewarded by the judges of `rlctl judge` (math, format, code,
+    llm, rm or module:function); the sampled completions become a `train_samples` artifact."""
+    _run(ctx, "grpo", inputs)
 
 
 @train.command("beta-dpo", epilog=EPILOG)

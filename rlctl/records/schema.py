@@ -213,6 +213,23 @@ KINDS: dict[str, Kind] = {
             ),
             doc="One completion token of `compare-logprobs`: both logprobs and their gap.",
         ),
+        Kind(
+            "train_sample",
+            "train_samples",
+            (
+                Field("step", _is_int, "an integer", "BIGINT", True, "Optimizer step."),
+                Field("prompt", _is_text_or_messages, "a string or messages", "VARCHAR", True),
+                Field("completion", _is_str, "a string", "VARCHAR", True),
+                Field(
+                    "reward", _optional(_is_num), "a number or null", "DOUBLE", doc="Weighted sum."
+                ),
+                Field(
+                    "rewards", _optional(_is_dict), "an object", "JSON", doc="Per reward function."
+                ),
+                _PROMPT_FIELDS[-1],
+            ),
+            doc="A completion GRPO sampled during training, with its rewards.",
+        ),
     )
 }
 

@@ -67,3 +67,17 @@ def sft_rows(records: Iterable[tuple[str, dict[str, Any]]], target: str) -> list
         prompt = _prompt(rec)
         rows.append({"prompt": prompt, "completion": _as_turns(value, isinstance(prompt, list))})
     return rows
+
+
+def grpo_rows(records: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The prompt plus every column a reward function reads (reference, id, meta)."""
+    rows = []
+    for where, rec in records:
+        prompt = _prompt(rec)
+        if not prompt:
+            raise BadInput(f"{where}: no prompt (messages or prompt) to train on")
+        ref = rec.get("reference")
+        rows.append(
+            {"prompt": prompt, "reference": None if ref is None else str(ref), "id": str(rec["id"])}
+        )
+    return rows

@@ -12,16 +12,16 @@ from typing import Any
 from rlctl.errors import BadInput, RunInterrupted
 from rlctl.store import Run
 
-TRAINERS = ("sft", "dpo", "beta-dpo")
+TRAINERS = ("sft", "dpo", "beta-dpo", "grpo")
 
 
 def trl_config(kind: str, section: dict[str, Any], output_dir: Path) -> Any:
     """TRL's config dataclass, with CPU-safe defaults, from the `trainer:` section; an
     unknown key is one line with a "did you mean" (before any model is loaded)."""
     import torch
-    from trl import DPOConfig, SFTConfig
+    from trl import DPOConfig, GRPOConfig, SFTConfig
 
-    cls = SFTConfig if kind == "sft" else DPOConfig
+    cls = {"sft": SFTConfig, "grpo": GRPOConfig}.get(kind, DPOConfig)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in section:
         if key not in names:
@@ -37,6 +37,8 @@ def trl_config(kind: str, section: dict[str, Any], output_dir: Path) -> Any:
         "seed": 0,
         "disable_tqdm": True,  # rlctl streams metrics to the store; `runs tail -f` follows them
     }
+    if kind == "grpo":
+        defaults |= {"num_generations": 2, "max_completion_length": 64, "log_completions": False}
     if not torch.cuda.is_available():
         defaults |= {"use_cpu": True, "bf16": False}  # TRL defaults to bf16, which a CPU lacks
     try:
@@ -46,7 +48,8 @@ def trl_config(kind: str, section: dict[str, Any], output_dir: Path) -> Any:
 
 
 def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
-    """Train, save the final checkpoint as an artifact, return its path."""
+    """Train, save the final checkpoint as an artifact, return its path. Everything that can
+    be wrong with the config or the rewards fails before the model is loaded."""
     import warnings
 
     import datasets
@@ -61,13 +64,26 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
     datasets.disable_progress_bars()
     warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations inside TRL itself
     out = run.artifact_dir / "checkpoint"
-    args = trl_config(kind, dict(conf.get("trainer") or {}), run.artifact_dir / "trainer")
-    model, tok = load_causal_lm(
-        conf["model"], "float32" if args.use_cpu else "auto", conf["fp32_lm_head"]
-    )
+    section = dict(conf.get("trainer") or {})
+    if kind == "grpo" and conf["fp32_lm_head"]:
+        section["cast_lm_head_to_fp32"] = True  # TRL's own, on policy and reference
+    args = trl_config(kind, section, run.artifact_dir / "trainer")
+    funcs: list[Any] = []
+    if kind == "grpo":
+        from rlctl.train.grpo import SampleLog
+
+        # Judges are built here, before the model: a reward that does not exist is one line.
+        samples = SampleLog(run.artifact("samples", "train_sample"), every=int(conf["log_every"]))
+        funcs, args.reward_weights = samples.wrap(conf["reward"], conf)
+    own_head = conf["fp32_lm_head"] and kind != "grpo"  # GRPO: TRL's cast_lm_head_to_fp32
+    model, tok = load_causal_lm(conf["model"], "float32" if args.use_cpu else "auto", own_head)
     run.add_input(conf["model"], via="model")
-    dataset = Dataset.from_list(rows)
-    common = {"model": model, "args": args, "train_dataset": dataset, "processing_class": tok}
+    common = {
+        "model": model,
+        "args": args,
+        "train_dataset": Dataset.from_list(rows),
+        "processing_class": tok,
+    }
     if kind == "sft":
         from trl import SFTTrainer
 
@@ -76,12 +92,17 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
         from trl import DPOTrainer
 
         trainer = DPOTrainer(**common)
+    elif kind == "grpo":
+        from trl import GRPOTrainer
+
+        trainer = GRPOTrainer(**common, reward_funcs=funcs)
+        samples.trainer = trainer
     else:
         from rlctl.train.beta_dpo import BetaDPOLoss, make_trainer_class
 
         loss = BetaDPOLoss(beta0=args.beta, rho=conf["rho"], alpha=conf["alpha"], seed=args.seed)
         trainer = make_trainer_class()(**common, beta_dpo=loss)
-    if conf["fp32_lm_head"] and getattr(trainer, "ref_model", None) is not None:
+    if own_head and getattr(trainer, "ref_model", None) is not None:
         from rlctl.models import enable_fp32_lm_head
 
         enable_fp32_lm_head(trainer.ref_model)
@@ -91,6 +112,9 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
     except RunInterrupted:
         trainer.save_model(str(out) + ".interrupted")  # SIGINT/SIGTERM: keep what was learned
         raise
+    finally:
+        if kind == "grpo":
+            samples.flush()
     trainer.save_model(str(out))
     AutoTokenizer.from_pretrained(conf["model"]).save_pretrained(out)
     run.register_path("checkpoint", "model", out)

@@ -1,0 +1,73 @@
+"""GRPO wiring: reward functions from the judge registry, and the samples TRL generated
+written to the store every N steps (what the model was saying at step k)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rlctl.backends.judges import parse_spec, reward_function
+from rlctl.records import RecordWriter
+
+
+class SampleLog:
+    """Wraps the reward functions: the first one's call also records the prompts and
+    completions; each adds its rewards; the rows of every `every`-th step are written, with
+    `reward` the weighted sum TRL optimises."""
+
+    def __init__(self, writer: RecordWriter, every: int = 1) -> None:
+        self.writer = writer  # a run artifact: published (or set aside) when the run ends
+        self.every = max(1, every)
+        self.trainer: Any = None
+        self._rows: list[dict[str, Any]] = []
+        self.weights: dict[str, float] = {}
+
+    def wrap(
+        self, specs: list[str], options: dict[str, Any]
+    ) -> tuple[list[Callable[..., Any]], list[float]]:
+        funcs, weights = [], []
+        for i, spec in enumerate(specs):
+            name, weight = parse_spec(spec)
+            fn = reward_function(name, **options)
+            self.weights[name] = weight
+            funcs.append(self._observe(fn, name, first=i == 0))
+            weights.append(weight)
+        return funcs, weights
+
+    def _observe(self, fn: Callable[..., Any], name: str, first: bool) -> Callable[..., Any]:
+        def observed(completions: list[Any], prompts: list[Any] | None = None, **kw: Any) -> list:
+            rewards = fn(completions, prompts=prompts, **kw)
+            step = self.trainer.state.global_step + 1 if self.trainer is not None else 0
+            if step % self.every == 0 or step == 1:
+                if first:
+                    self._flush(step)
+                    self._rows = [
+                        {"step": step, "prompt": p, "completion": _text(c), "rewards": {}}
+                        for p, c in zip(
+                            prompts or [""] * len(completions), completions, strict=True
+                        )
+                    ]
+                for row, r in zip(self._rows, rewards, strict=False):
+                    row["rewards"][name] = r
+            return rewards
+
+        observed.__name__ = fn.__name__
+        return observed
+
+    def _flush(self, step: int) -> None:
+        for row in self._rows:
+            decided = [self.weights[k] * v for k, v in row["rewards"].items() if v is not None]
+            row["reward"] = sum(decided) if decided else None
+            row["id"] = f"step{row['step']}"
+            self.writer.write(row)
+        self._rows = []
+
+    def flush(self) -> None:
+        """Write the rows still held (the last step's)."""
+        self._flush(-1)
+
+
+def _text(completion: Any) -> str:
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content", ""))
+    return str(completion)
