@@ -134,3 +134,91 @@ def test_grpo_unknown_reward_fails_before_the_model(rlctl: Runner) -> None:
     assert r.returncode == 2
     errors = [x for x in r.stderr.decode().splitlines() if x.startswith("rlctl: error:")]
     assert len(errors) == 1 and "did you mean 'math'" in errors[0]
+
+
+GRPO_SMALL = "--set trainer.max_completion_length=8 --set trainer.save_steps=2"
+
+
+def test_resume_continues_exactly_where_it_stopped(
+    rlctl: Runner, sql, tiny_model: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "p.jsonl").write_bytes(
+        rlctl("data", "pull", "gsm8k", "--sample", "--limit", "16").stdout
+    )
+    base = f"$RLCTL train grpo -i p.jsonl --model {tiny_model} {GRPO_SMALL}"
+    for extra in ("--max-steps 4", "--max-steps 2", "--max-steps 4 --resume latest"):
+        r = rlctl(shell=f"{base} {extra}")
+        assert r.returncode == 0, r.stderr
+    rows = sql(
+        "SELECT r.started_at, m.step, m.value FROM metrics m JOIN runs r USING (run_id) WHERE m.name = 'entropy' ORDER BY r.started_at, m.step"
+    )
+    runs: dict = {}
+    for row in rows:
+        runs.setdefault(row["started_at"], {})[row["step"]] = row["value"]
+    whole, first, resumed = (runs[k] for k in sorted(runs))
+    assert sorted(first) == [1, 2] and sorted(resumed) == [3, 4]  # metrics continue at step 3
+    assert {**first, **resumed} == whole  # optimizer, RNG and data position were restored
+    (edge,) = sql("SELECT via FROM lineage WHERE via = 'resume'")
+    assert edge == {"via": "resume"}
+
+
+def test_sigint_saves_a_checkpoint_that_resume_continues(
+    env: dict, sql, rlctl: Runner, tiny_model: Path, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import RLCTL
+
+    (tmp_path / "p.jsonl").write_bytes(
+        rlctl("data", "pull", "gsm8k", "--sample", "--limit", "16").stdout
+    )
+    cmd = [
+        *RLCTL.split(),
+        "train",
+        "grpo",
+        "-i",
+        "p.jsonl",
+        "--model",
+        str(tiny_model),
+        "--max-steps",
+        "1000",
+        "--set",
+        "trainer.max_completion_length=8",
+        "--set",
+        "trainer.save_steps=1000",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while not sql("SELECT step FROM metrics WHERE name = 'loss' AND step >= 3 LIMIT 1"):
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            proc.stderr.read() if proc.poll() is not None else "slow"
+        )
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 128 + signal.SIGINT
+    (run,) = sql("SELECT run_id, status FROM runs WHERE command = 'train grpo'")
+    assert run["status"] == "interrupted"
+    stopped = max(x["step"] for x in sql("SELECT step FROM metrics WHERE name = 'loss'"))
+    r = rlctl(
+        "train",
+        "grpo",
+        "-i",
+        "p.jsonl",
+        "--model",
+        str(tiny_model),
+        "--set",
+        "trainer.max_completion_length=8",
+        "--max-steps",
+        str(stopped + 2),
+        "--resume",
+        run["run_id"],
+    )
+    assert r.returncode == 0, r.stderr
+    steps = sql(
+        f"SELECT step FROM metrics WHERE name = 'loss' AND run_id != '{run['run_id']}' ORDER BY step"
+    )
+    assert steps[0]["step"] > stopped - 1 and steps[-1]["step"] == stopped + 2

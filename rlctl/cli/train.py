@@ -31,7 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "reward": ["math"],  # grpo: judge names, as for `rlctl judge`
     "log_every": 1,  # grpo: write the sampled completions every N steps
     "mode": "auto",  # grpo math reward: where the answer is
-    "trainer": {},  # passed through to TRL's SFTConfig / DPOConfig
+    "resume": None,  # a run id or 'latest': continue from its newest checkpoint
+    "trainer": {},  # passed through to TRL's SFTConfig / DPOConfig / GRPOConfig
 }
 EPILOG = """\b
 Examples:
@@ -52,6 +53,11 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.pass_context(f)
     f = config_options(f)
     f = click.option("--max-steps", type=int, help="Optimizer steps (trainer.max_steps).")(f)
+    f = click.option(
+        "--resume",
+        metavar="RUN",
+        help="Continue a run from its newest checkpoint ('latest' works).",
+    )(f)
     f = click.option(
         "--fp32-lm-head", is_flag=True, default=None, help="LM head in fp32 (policy and reference)."
     )(f)

@@ -32,7 +32,9 @@ def trl_config(kind: str, section: dict[str, Any], output_dir: Path) -> Any:
         "output_dir": str(output_dir),
         "per_device_train_batch_size": 2,
         "logging_steps": 1,
-        "save_strategy": "no",
+        "save_strategy": "steps",  # full checkpoints (optimizer, scheduler, RNG): --resume
+        "save_steps": 50,
+        "save_total_limit": 2,
         "report_to": [],
         "seed": 0,
         "disable_tqdm": True,  # rlctl streams metrics to the store; `runs tail -f` follows them
@@ -107,10 +109,12 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
 
         enable_fp32_lm_head(trainer.ref_model)
     trainer.add_callback(StoreMetrics(run))
+    resume = _resume_from(run, conf.get("resume"))
     try:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume)
     except RunInterrupted:
-        trainer.save_model(str(out) + ".interrupted")  # SIGINT/SIGTERM: keep what was learned
+        # SIGINT/SIGTERM: a full checkpoint (optimizer, scheduler, RNG) that --resume continues
+        trainer._save_checkpoint(trainer.model, trial=None)
         raise
     finally:
         if kind == "grpo":
@@ -121,6 +125,38 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
     if kind == "beta-dpo":
         _margin_log(run, trainer.margin_log)
     return out
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest `checkpoint-N` TRL wrote under a run's artifacts."""
+    found = sorted(
+        (p for p in (run_dir / "trainer").glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
+    return found[-1] if found else None
+
+
+def _resume_from(run: Run, ref: str | None) -> str | None:
+    """`--resume RUN` (or `latest`): that run's newest checkpoint, with lineage to it."""
+    if not ref:
+        return None
+    store = run.store
+    if ref == "latest":
+        ids = [
+            r["run_id"]
+            for r in store.iter_runs()
+            if r["command"] == run.command and r["run_id"] != run.run_id
+        ]
+        if not ids:
+            raise BadInput(f"--resume latest: no earlier '{run.command}' run in {store.root}")
+        rid = ids[0]
+    else:
+        rid = store.match_run(ref)
+    ckpt = last_checkpoint(store.artifacts_dir / rid)
+    if ckpt is None:
+        raise BadInput(f"--resume {ref}: run {rid} saved no checkpoint (trainer.save_steps?)")
+    run.add_input(str(ckpt), run_id=rid, via="resume")
+    return str(ckpt)
 
 
 def _margin_log(run: Run, rows: list[dict[str, Any]]) -> None:
