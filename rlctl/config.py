@@ -71,10 +71,13 @@ def parse_sets(items: Iterable[str]) -> dict[str, Any]:
         if "=" not in item:
             raise BadInput(f"--set {item!r}: expected KEY=VALUE, e.g. --set limit=50")
         key, raw = item.split("=", 1)
-        try:
-            value = _yaml(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
+        if "#" in raw and not raw.lstrip().startswith(("'", '"')):
+            value: Any = raw  # YAML would read `#` as a comment: `--set 'regex=#### [0-9]'`
+        else:
+            try:
+                value = _yaml(raw) if raw else ""
+            except yaml.YAMLError:
+                value = raw
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:

@@ -31,9 +31,28 @@ rlctl sql "SELECT model, backend, count(*) AS samples, avg(reward) AS mean_rewar
                   avg(len(completion_token_ids::INT[])) AS mean_tokens
            FROM judged GROUP BY ALL"
 
+say "rlctl train sft: teach the tiny model GSM8K's answer format (#### N) from the bundled solutions"
+rlctl data pull gsm8k --sample --limit 64 \
+  | rlctl train sft --model .demo/tiny --target meta.solution --max-steps 30 \
+      --set trainer.learning_rate=3e-3 --set trainer.per_device_train_batch_size=8 2> .demo/sft.log
+SFT=$(rlctl sql --csv "SELECT a.path FROM artifacts a JOIN runs r USING (run_id)
+        WHERE r.command = 'train sft' AND a.kind = 'model' ORDER BY r.started_at DESC LIMIT 1" | tail -n 1)
+
+say "rlctl train grpo --model \$SFT --reward math --reward format=0.1  (a few steps, on CPU)"
+rlctl data pull gsm8k --sample --limit 32 \
+  | rlctl train grpo --model "$SFT" --reward math --reward format=0.1 --max-steps 6 \
+      --set 'format_regex=#### -?[0-9]' --set format_search=true \
+      --set trainer.max_completion_length=48 --set trainer.num_generations=4 \
+      --set trainer.per_device_train_batch_size=4 --set trainer.learning_rate=1e-4 2> .demo/grpo.log
+
+say "rlctl runs plot latest --metric reward ...: the reward curve, read back from the store"
+rlctl runs plot latest --metric reward --metric rewards/rlctl_format/mean -o .demo/reward.png
+rlctl sql "SELECT step, round(avg(reward), 3) AS mean_reward, any_value(left(completion, 50)) AS sample
+           FROM train_samples GROUP BY step ORDER BY step"
+
 say "rlctl sql: the runs just made, newest first"
 rlctl sql "SELECT run_id, command, status, round(duration_s, 2) AS seconds
-           FROM runs ORDER BY started_at DESC LIMIT 6"
+           FROM runs ORDER BY started_at DESC LIMIT 8"
 
 say "rlctl sql: their artifacts and lineage"
 rlctl sql "SELECT a.run_id, a.name, a.kind, a.format, a.records, a.complete

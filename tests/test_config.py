@@ -46,6 +46,14 @@ def test_yaml_error_names_file_and_line(tmp_path: Path) -> None:
         config.resolve(DEFAULTS, file=f)
 
 
+def test_set_values_with_a_hash_stay_strings() -> None:
+    assert config.parse_sets(["format_regex=#### -?[0-9]", "x=a # b", "y='#q'"]) == {
+        "format_regex": "#### -?[0-9]",
+        "x": "a # b",
+        "y": "#q",
+    }
+
+
 def test_set_without_equals_is_refused() -> None:
     with pytest.raises(BadInput, match="expected KEY=VALUE"):
         config.parse_sets(["lr"])

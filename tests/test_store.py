@@ -282,3 +282,12 @@ def test_sql_output_formats_and_errors(rlctl: Runner) -> None:
     bad = rlctl("sql", "SELECT nope FROM prompts")
     assert bad.returncode == 2 and len(bad.stderr.decode().strip().splitlines()) == 1
     assert "SQL error" in bad.stderr.decode()
+
+
+def test_runs_plot_reads_metrics_back(rlctl: Runner, tmp_path: Path) -> None:
+    assert rlctl("data", "pull", "gsm8k", "--sample", "--limit", "3").returncode == 0
+    r = rlctl("runs", "plot", "latest", "--metric", "records", "-o", "m.png")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG" and b"records" in r.stderr
+    bad = rlctl("runs", "plot", "latest", "--metric", "nope", "-o", "m.png")
+    assert bad.returncode == 2 and "no metric nope" in bad.stderr.decode()

@@ -148,6 +148,61 @@ def tail_cmd(ctx: click.Context, run_ref: str, lines: int, follow: bool) -> None
         time.sleep(1.0)
 
 
+@runs.command(
+    "plot",
+    epilog="\b\nExamples:\n  rlctl runs plot latest --metric reward -o reward.png\n"
+    "  rlctl runs plot RUN --metric loss --metric rewards/rlctl_math/mean -o curves.png",
+)
+@click.argument("run_ref", metavar="RUN")
+@click.option("--metric", "metrics", multiple=True, required=True, help="Metric name (repeatable).")
+@click.option("-o", "--output", required=True, metavar="PNG", help="Where to write the plot.")
+@click.pass_context
+def plot_cmd(ctx: click.Context, run_ref: str, metrics: tuple[str, ...], output: str) -> None:
+    """Metric curves of a run, read back from the store: a PNG and a table on stderr."""
+    from rich.console import Console
+    from rich.table import Table
+
+    store = get_store(ctx)
+    rid = _latest(store) if run_ref == "latest" else store.match_run(run_ref)
+    rows = (
+        Index(store)
+        .query(
+            "SELECT name, step, value FROM metrics WHERE run_id = ? AND list_contains(?, name) "
+            "ORDER BY name, step",
+            [rid, list(metrics)],
+        )
+        .rows
+    )
+    series: dict[str, list[tuple[int, float]]] = {m: [] for m in metrics}
+    for name, step, value in rows:
+        series[name].append((step, value))
+    missing = [m for m, points in series.items() if not points]
+    if missing:
+        raise click.UsageError(f"run {rid} has no metric {', '.join(missing)}")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise click.UsageError("plotting needs matplotlib: pip install 'rlctl[plot]'") from None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, points in series.items():
+        ax.plot([s for s, _ in points], [v for _, v in points], marker="o", label=name)
+    ax.set_xlabel("step")
+    ax.set_title(rid)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    table = Table("step", *metrics, title=f"{rid} -> {output}")
+    steps = sorted({s for points in series.values() for s, _ in points})
+    lookup = {m: dict(points) for m, points in series.items()}
+    for step in steps:
+        table.add_row(str(step), *(f"{lookup[m].get(step, float('nan')):.4g}" for m in metrics))
+    Console(file=sys.stderr).print(table)
+
+
 def _fmt(line: bytes) -> str:
     ev = orjson.loads(line)
     step = "" if ev.get("step") is None else ev["step"]

@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "reward": ["math"],  # grpo: judge names, as for `rlctl judge`
     "log_every": 1,  # grpo: write the sampled completions every N steps
     "mode": "auto",  # grpo math reward: where the answer is
+    "format_regex": None,  # grpo format reward: the shape rewarded (default: R1 think/answer)
+    "format_search": False,
     "resume": None,  # a run id or 'latest': continue from its newest checkpoint
     "trainer": {},  # passed through to TRL's SFTConfig / DPOConfig / GRPOConfig
 }
