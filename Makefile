@@ -63,6 +63,7 @@ bench: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python bench/judge_throughput.py
 	RLCTL_VLLM_PYTHON="$(CURDIR)/$(VLLM_VENV)/bin/python" $(BIN)/python bench/rollout_throughput.py
 	RLCTL_VLLM_PYTHON="$(CURDIR)/$(VLLM_VENV)/bin/python" $(BIN)/python bench/logprob_mismatch.py
+	$(BIN)/python bench/train_overhead.py
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .rlctl .pytest_cache .ruff_cache

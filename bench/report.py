@@ -25,6 +25,7 @@ ORDER = [
     "judge_throughput",
     "rollout_throughput",
     "logprob_mismatch",
+    "train_overhead",
 ]
 
 
