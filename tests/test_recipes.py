@@ -12,7 +12,7 @@ from rlctl.config import resolve
 from rlctl.train.runner import trl_config
 from tests.conftest import ROOT, Runner
 
-RECIPES = sorted((ROOT / "configs").glob("*/*.yaml"))
+RECIPES = sorted(p for p in (ROOT / "configs").glob("*/*.yaml") if p.parent.name != "accelerate")
 
 
 def test_there_is_a_recipe_and_a_tiny_variant_per_trainer() -> None:
@@ -40,3 +40,17 @@ def test_tiny_grpo_recipe_runs(rlctl: Runner, sql, tiny_model: Path, tmp_path: P
     )
     assert r.returncode == 0, r.stderr
     assert sql("SELECT count(DISTINCT step) AS n FROM train_samples") == [{"n": 2}]
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "configs" / "accelerate").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_accelerate_configs_parse(path: Path) -> None:
+    """accelerate's own loader; multi-GPU runs themselves need GPUs (not in CI)."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(path))
+    assert config.num_processes == 8 and str(config.mixed_precision) in (
+        "bf16",
+        "PrecisionType.BF16",
+    )

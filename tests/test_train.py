@@ -222,3 +222,24 @@ def test_sigint_saves_a_checkpoint_that_resume_continues(
         f"SELECT step FROM metrics WHERE name = 'loss' AND run_id != '{run['run_id']}' ORDER BY step"
     )
     assert steps[0]["step"] > stopped - 1 and steps[-1]["step"] == stopped + 2
+
+
+def test_adaptive_kl_controller_moves_beta_by_the_rule(
+    rlctl: Runner, sql, tiny_model: Path
+) -> None:
+    """KL far above a tiny target: each step β grows by exactly (1 + 0.2 · n / horizon)."""
+    r = rlctl(
+        shell=f"$RLCTL data pull gsm8k --sample --limit 16 | $RLCTL train grpo --model {tiny_model} --max-steps 3 --set trainer.max_completion_length=8 --set trainer.learning_rate=0.01 --init-kl-coef 0.05 --kl-target 1e-12 --kl-horizon 40"
+    )
+    assert r.returncode == 0, r.stderr
+    coef = [
+        x["value"] for x in sql("SELECT value FROM metrics WHERE name = 'kl_coef' ORDER BY step")
+    ]
+    kls = [x["value"] for x in sql("SELECT value FROM metrics WHERE name = 'kl' ORDER BY step")]
+    assert len(coef) == len(kls) == 3
+    n = 2  # per_device_train_batch_size 2, no accumulation, one process
+    beta = 0.05
+    for kl, got in zip(kls, coef, strict=True):
+        error = 0.2 if kl > 0 else -0.2  # clipped: KL / 1e-12 - 1 is huge (or -1 at KL 0)
+        beta *= 1 + error * n / 40
+        assert got == pytest.approx(beta, rel=1e-9)

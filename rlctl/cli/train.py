@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "mode": "auto",  # grpo math reward: where the answer is
     "format_regex": None,  # grpo format reward: the shape rewarded (default: R1 think/answer)
     "format_search": False,
+    "init_kl_coef": None,  # grpo: starting β of the KL term (trainer.beta)
+    "kl_target": None,  # grpo: adaptive KL controller target; off when unset
+    "kl_horizon": 10000,  # grpo: samples over which β reacts
     "resume": None,  # a run id or 'latest': continue from its newest checkpoint
     "trainer": {},  # passed through to TRL's SFTConfig / DPOConfig / GRPOConfig
 }
@@ -117,6 +120,11 @@ def dpo(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
     "--reward", "reward", multiple=True, metavar="NAME[=W]", help="Reward (repeatable) [math]."
 )
 @click.option("--log-every", type=int, help="Write sampled completions every N steps [1].")
+@click.option("--init-kl-coef", type=float, help="Starting β of the KL penalty (trainer.beta).")
+@click.option("--kl-target", type=float, help="Adaptive KL controller: the KL to hold β at.")
+@click.option(
+    "--kl-horizon", type=float, help="Adaptive KL controller horizon, in samples [10000]."
+)
 @_common
 def grpo(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
     """GRPO on prompt records, rewarded by the judges of `rlctl judge` (math, format, code,

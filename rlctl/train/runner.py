@@ -69,6 +69,8 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
     section = dict(conf.get("trainer") or {})
     if kind == "grpo" and conf["fp32_lm_head"]:
         section["cast_lm_head_to_fp32"] = True  # TRL's own, on policy and reference
+    if kind == "grpo" and conf.get("init_kl_coef") is not None:
+        section["beta"] = float(conf["init_kl_coef"])
     args = trl_config(kind, section, run.artifact_dir / "trainer")
     funcs: list[Any] = []
     if kind == "grpo":
@@ -99,6 +101,14 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
 
         trainer = GRPOTrainer(**common, reward_funcs=funcs)
         samples.trainer = trainer
+        if conf.get("kl_target"):
+            from rlctl.train.callbacks import AdaptiveKL
+
+            if not args.beta:
+                raise BadInput("--kl-target needs a KL term: set --init-kl-coef (> 0)")
+            trainer.add_callback(
+                AdaptiveKL(trainer, run, float(conf["kl_target"]), float(conf["kl_horizon"]))
+            )
     else:
         from rlctl.train.beta_dpo import BetaDPOLoss, make_trainer_class
 
