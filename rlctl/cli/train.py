@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "kl_target": None,  # grpo: adaptive KL controller target; off when unset
     "kl_horizon": 10000,  # grpo: samples over which β reacts
     "resume": None,  # a run id or 'latest': continue from its newest checkpoint
+    "report_to": [],  # passed to TRL too: wandb, trackio, tensorboard
     "trainer": {},  # passed through to TRL's SFTConfig / DPOConfig / GRPOConfig
 }
 EPILOG = """\b
@@ -58,6 +59,13 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.pass_context(f)
     f = config_options(f)
     f = click.option("--max-steps", type=int, help="Optimizer steps (trainer.max_steps).")(f)
+    f = click.option(
+        "--report-to",
+        "report_to",
+        multiple=True,
+        type=click.Choice(["wandb", "trackio", "tensorboard"]),
+        help="Also log to these trackers (the store always gets everything).",
+    )(f)
     f = click.option(
         "--resume",
         metavar="RUN",
@@ -85,6 +93,15 @@ def _run(ctx: click.Context, kind: str, inputs: tuple[str, ...]) -> None:
         raise BadInput(f"train {kind} needs --model")
     if conf["max_steps"] is not None:
         conf["trainer"] = {**conf["trainer"], "max_steps": int(conf["max_steps"])}
+    if conf["report_to"]:
+        import importlib.util
+
+        for tracker in conf["report_to"]:
+            if importlib.util.find_spec(tracker) is None:
+                raise BadInput(
+                    f"--report-to {tracker} needs the {tracker!r} package: pip install {tracker}"
+                )
+        conf["trainer"] = {**conf["trainer"], "report_to": list(conf["report_to"])}
     guard_stdout()  # transformers prints its logs to stdout; ours carries records only
     store = get_store(ctx)
     with Run(store, command_name(ctx), config=conf, seed=conf["trainer"].get("seed", 0)) as run:
