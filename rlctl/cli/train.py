@@ -1,4 +1,4 @@
-"""`rlctl train sft|dpo|beta-dpo`: TRL trainers, recorded in the store."""
+"""`rlctl train sft|dpo|beta-dpo|grpo`: TRL trainers, recorded in the store."""
 
 from __future__ import annotations
 
@@ -46,12 +46,14 @@ Examples:
   rlctl data pull gsm8k --sample --limit 16 | rlctl rollout --model ./tiny -n 4 \\
     | rlctl judge --judge math --pairs | rlctl train dpo --model ./tiny --max-steps 2
   rlctl train beta-dpo -i pairs.jsonl --model M --set trainer.beta=0.1 --rho 0.2 --alpha 0.6
-  rlctl train dpo -i pairs.jsonl --model M -c configs/dpo.yaml --set trainer.learning_rate=5e-7
+  rlctl train dpo -i pairs.jsonl -c configs/dpo/hh-rlhf.yaml --set trainer.learning_rate=5e-7
+  rlctl data pull gsm8k --split train | rlctl train grpo -c configs/grpo/gsm8k.yaml --fp32-lm-head
+  rlctl train grpo -i latest:prompts --model M --max-steps 200 --resume latest
 
 \b
-The `trainer` section of the config (or --set trainer.KEY=VALUE) goes to TRL's own SFTConfig or
-DPOConfig unchanged. On a machine without a GPU, use_cpu=True and bf16=False are the defaults.
-Metrics stream into the store; the final checkpoint is an artifact.
+The `trainer` section of the config (or --set trainer.KEY=VALUE) goes to TRL's own SFTConfig,
+DPOConfig or GRPOConfig unchanged. On a machine without a GPU, use_cpu=True and bf16=False are
+the defaults. Metrics stream into the store; the final checkpoint is an artifact.
 """
 
 

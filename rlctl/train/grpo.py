@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rlctl.backends.judges import parse_spec, reward_function
+from rlctl.backends.judges.base import completion_text
 from rlctl.records import RecordWriter
 
 
@@ -40,9 +41,9 @@ class SampleLog:
             step = self.trainer.state.global_step + 1 if self.trainer is not None else 0
             if step % self.every == 0 or step == 1:
                 if first:
-                    self._flush(step)
+                    self.flush()
                     self._rows = [
-                        {"step": step, "prompt": p, "completion": _text(c), "rewards": {}}
+                        {"step": step, "prompt": p, "completion": completion_text(c), "rewards": {}}
                         for p, c in zip(
                             prompts or [""] * len(completions), completions, strict=True
                         )
@@ -54,20 +55,11 @@ class SampleLog:
         observed.__name__ = fn.__name__
         return observed
 
-    def _flush(self, step: int) -> None:
+    def flush(self) -> None:
+        """Write the rows held for the current step, with their weighted reward."""
         for row in self._rows:
             decided = [self.weights[k] * v for k, v in row["rewards"].items() if v is not None]
             row["reward"] = sum(decided) if decided else None
             row["id"] = f"step{row['step']}"
             self.writer.write(row)
         self._rows = []
-
-    def flush(self) -> None:
-        """Write the rows still held (the last step's)."""
-        self._flush(-1)
-
-
-def _text(completion: Any) -> str:
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        return str(completion[-1].get("content", ""))
-    return str(completion)

@@ -56,7 +56,6 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
 
     import datasets
     from datasets import Dataset
-    from transformers import AutoTokenizer
 
     from rlctl.backends.generation import quiet_transformers
     from rlctl.backends.generation.hf import load_causal_lm
@@ -79,6 +78,9 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
         # Judges are built here, before the model: a reward that does not exist is one line.
         samples = SampleLog(run.artifact("samples", "train_sample"), every=int(conf["log_every"]))
         funcs, args.reward_weights = samples.wrap(conf["reward"], conf)
+        if conf.get("kl_target") and not args.beta:
+            raise BadInput("--kl-target needs a KL term: set --init-kl-coef (> 0)")
+    resume = _resume_from(run, conf.get("resume"))
     own_head = conf["fp32_lm_head"] and kind != "grpo"  # GRPO: TRL's cast_lm_head_to_fp32
     model, tok = load_causal_lm(conf["model"], "float32" if args.use_cpu else "auto", own_head)
     run.add_input(conf["model"], via="model")
@@ -104,8 +106,6 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
         if conf.get("kl_target"):
             from rlctl.train.callbacks import AdaptiveKL
 
-            if not args.beta:
-                raise BadInput("--kl-target needs a KL term: set --init-kl-coef (> 0)")
             trainer.add_callback(
                 AdaptiveKL(trainer, run, float(conf["kl_target"]), float(conf["kl_horizon"]))
             )
@@ -119,7 +119,6 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
 
         enable_fp32_lm_head(trainer.ref_model)
     trainer.add_callback(StoreMetrics(run))
-    resume = _resume_from(run, conf.get("resume"))
     try:
         trainer.train(resume_from_checkpoint=resume)
     except RunInterrupted:
@@ -130,7 +129,7 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
         if kind == "grpo":
             samples.flush()
     trainer.save_model(str(out))
-    AutoTokenizer.from_pretrained(conf["model"]).save_pretrained(out)
+    tok.save_pretrained(out)
     run.register_path("checkpoint", "model", out)
     if kind == "beta-dpo":
         _margin_log(run, trainer.margin_log)
