@@ -146,16 +146,14 @@ class LLMJudge:
         return reply, False
 
     # -- judging ------------------------------------------------------------------------------
+    def _ask(self, system: str, user: str) -> tuple[str, bool]:
+        return self.chat([{"role": "system", "content": system}, {"role": "user", "content": user}])
+
     def _pointwise(self, rec: dict[str, Any]) -> Score:
-        messages = [
-            {"role": "system", "content": POINTWISE_SYSTEM},
-            {
-                "role": "user",
-                "content": f"[Request]\n{_prompt_text(rec)}\n\n[Response]\n"
-                f"{completion_text(rec.get('completion'))}",
-            },
-        ]
-        reply, cached = self.chat(messages)
+        response = completion_text(rec.get("completion"))
+        reply, cached = self._ask(
+            POINTWISE_SYSTEM, f"[Request]\n{_prompt_text(rec)}\n\n[Response]\n{response}"
+        )
         rating = parse_rating(reply)
         verdict = {
             "model": self.model,
@@ -174,15 +172,10 @@ class LLMJudge:
         winners = []
         cached_all = True
         for a, b in ((ours, theirs), (theirs, ours)):
-            messages = [
-                {"role": "system", "content": PAIRWISE_SYSTEM},
-                {
-                    "role": "user",
-                    "content": f"[Request]\n{_prompt_text(rec)}\n\n[Response A]\n{a}\n\n"
-                    f"[Response B]\n{b}",
-                },
-            ]
-            reply, cached = self.chat(messages)
+            reply, cached = self._ask(
+                PAIRWISE_SYSTEM,
+                f"[Request]\n{_prompt_text(rec)}\n\n[Response A]\n{a}\n\n[Response B]\n{b}",
+            )
             cached_all &= cached
             winners.append(parse_winner(reply))
         # ours was A in the first call and B in the second
