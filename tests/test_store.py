@@ -291,3 +291,31 @@ def test_runs_plot_reads_metrics_back(rlctl: Runner, tmp_path: Path) -> None:
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG" and b"records" in r.stderr
     bad = rlctl("runs", "plot", "latest", "--metric", "nope", "-o", "m.png")
     assert bad.returncode == 2 and "no metric nope" in bad.stderr.decode()
+
+
+def test_gc_removes_leftovers_of_ended_runs_only(
+    rlctl: Runner, sql, store: Path, tmp_path: Path
+) -> None:
+    assert rlctl("data", "pull", "gsm8k", "--sample", "--limit", "2").returncode == 0
+    (tmp_path / "half.jsonl").write_text('{"question": "q", "answer": "#### 1"}\n{"question": 1}\n')
+    assert (
+        rlctl("data", "pull", "gsm8k", "--from", "half.jsonl").returncode == 2
+    )  # leaves a .partial
+    s = Store(store)
+    with Run(s, "unit live") as live:  # a live run's temp file must survive
+        temp = live.artifact_dir / ".x.jsonl.123.tmp"
+        temp.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_text("in progress")
+        dry = rlctl("store", "gc", "--dry-run")
+        assert dry.returncode == 0 and b"would remove" in dry.stderr and b".partial" in dry.stderr
+        assert list(store.rglob("*.partial"))  # nothing removed by a dry run
+        assert rlctl("store", "gc").returncode == 0
+        assert temp.exists() and not list(store.rglob("*.partial"))
+    assert sql("SELECT count(*) AS n FROM artifacts WHERE NOT complete") == [{"n": 0}]
+    assert sql("SELECT count(*) AS n FROM runs WHERE status = 'failed'") == [{"n": 1}]
+    r = rlctl("store", "gc", "--failed")
+    assert r.returncode == 0
+    assert sql("SELECT status, count(*) AS n FROM runs GROUP BY 1 ORDER BY 1") == [
+        {"status": "ok", "n": 2}
+    ]
+    assert sql("SELECT count(*) AS n FROM prompts") == [{"n": 2}]

@@ -32,7 +32,7 @@ COMMANDS = {
     "model": ("rlctl.cli.model:model", "Build a tiny local model for smoke tests."),
     "sql": ("rlctl.cli.sql:sql", "Query the run history with SQL."),
     "runs": ("rlctl.cli.runs:runs", "List, show and follow runs."),
-    "store": ("rlctl.cli.store:store", "Manage the artifact store (path, rebuild)."),
+    "store": ("rlctl.cli.store:store", "Manage the artifact store (path, rebuild, gc)."),
 }
 
 _state = {"debug": False}

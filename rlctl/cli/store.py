@@ -22,6 +22,25 @@ def path_cmd(ctx: click.Context) -> None:
 
 
 @store.command(
+    "gc",
+    epilog="\b\nExamples:\n  rlctl store gc --dry-run\n  rlctl store gc --failed",
+)
+@click.option("--failed", is_flag=True, help="Also remove whole failed and interrupted runs.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.pass_context
+def gc_cmd(ctx: click.Context, failed: bool, dry_run: bool) -> None:
+    """Remove partial artifacts and temp files of ended runs (and, with --failed, failed runs)."""
+    from rlctl.store.gc import gc
+
+    s = get_store(ctx)
+    report = gc(s, failed=failed, dry_run=dry_run)
+    for path in report.removed:
+        sys.stderr.write(f"{'would remove' if dry_run else 'removed'} {path}\n")
+    verb = "would free" if dry_run else "freed"
+    sys.stderr.write(f"{len(report.removed)} paths, {verb} {report.bytes / 2**20:.1f} MiB\n")
+
+
+@store.command(
     "rebuild", epilog="\b\nExample:\n  rlctl store rebuild && rlctl sql 'SELECT count(*) FROM runs'"
 )
 @click.pass_context
