@@ -96,3 +96,17 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert r.returncode == 0, r.stderr.decode()
     return out
+
+
+def compare_summary(store: Path) -> dict:
+    """The newest `compare-logprobs` run's summary: {trainer setting: metrics}."""
+    from rlctl.store import Index, Store
+
+    rows = (
+        Index(Store(store))
+        .query(
+            "SELECT config FROM runs WHERE command = 'compare-logprobs' ORDER BY started_at DESC LIMIT 1"
+        )
+        .rows
+    )
+    return orjson.loads(rows[0][0])["summary"]

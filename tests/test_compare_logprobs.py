@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import Runner, jsonl
+from tests.conftest import Runner, compare_summary, jsonl
 
 
 @pytest.fixture(scope="module")
@@ -57,19 +57,16 @@ def generations(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     return out
 
 
-def _summary(rlctl: Runner, sql, rollouts: Path, model: Path, *flags: str) -> dict:
+def _summary(rlctl: Runner, store: Path, rollouts: Path, model: Path, *flags: str) -> dict:
     r = rlctl("compare-logprobs", "-i", str(rollouts), "--model", str(model), *flags)
     assert r.returncode == 0, r.stderr
-    (row,) = sql(
-        "SELECT config FROM runs WHERE command = 'compare-logprobs' ORDER BY started_at DESC LIMIT 1"
-    )
-    return row["config"]["summary"]
+    return compare_summary(store)
 
 
 def test_fp32_generator_fp32_trainer_agree(
-    rlctl: Runner, sql, tiny_model: Path, generations: dict
+    rlctl: Runner, sql, store: Path, tiny_model: Path, generations: dict
 ) -> None:
-    (s,) = _summary(rlctl, sql, generations["fp32"], tiny_model, "--dtype", "float32").values()
+    (s,) = _summary(rlctl, store, generations["fp32"], tiny_model, "--dtype", "float32").values()
     assert s["max_abs_delta"] < 1e-4 and s["tokens"] > 100
     assert s["ess_fraction"] == pytest.approx(1.0, abs=1e-6)
     n = sql("SELECT count(*) AS n FROM logprob_diffs")[0]["n"]
@@ -77,15 +74,15 @@ def test_fp32_generator_fp32_trainer_agree(
 
 
 def test_bf16_generator_is_clearly_worse_and_fp32_head_changes_it(
-    rlctl: Runner, sql, tiny_model: Path, generations: dict
+    rlctl: Runner, store: Path, tiny_model: Path, generations: dict
 ) -> None:
-    (fp32,) = _summary(rlctl, sql, generations["fp32"], tiny_model, "--dtype", "float32").values()
-    (bf16,) = _summary(rlctl, sql, generations["bf16"], tiny_model, "--dtype", "float32").values()
+    (fp32,) = _summary(rlctl, store, generations["fp32"], tiny_model, "--dtype", "float32").values()
+    (bf16,) = _summary(rlctl, store, generations["bf16"], tiny_model, "--dtype", "float32").values()
     assert bf16["max_abs_delta"] > 100 * fp32["max_abs_delta"]
     assert bf16["max_abs_delta"] > 1e-4
     both = _summary(
         rlctl,
-        sql,
+        store,
         generations["bf16_head"],
         tiny_model,
         "--dtype",

@@ -14,7 +14,7 @@ import orjson
 import psutil
 import pytest
 
-from tests.conftest import RLCTL, ROOT, jsonl
+from tests.conftest import RLCTL, ROOT, compare_summary, jsonl
 
 pytestmark = pytest.mark.slow
 VLLM_PYTHON = os.environ.get("RLCTL_VLLM_PYTHON") or str(ROOT / ".venv-vllm" / "bin" / "python")
@@ -33,6 +33,12 @@ class Served:
             capture_output=True,
             env=self.env,
             timeout=300,
+        )
+
+    def rollout(self, *args: str, input: bytes) -> subprocess.CompletedProcess:
+        """`rlctl rollout` against the served endpoint."""
+        return self.run(
+            "rollout", "--backend", "openai", "--endpoint", "latest", *args, input=input
         )
 
     def endpoint(self) -> dict:
@@ -99,12 +105,7 @@ def _prompts(n: int = 4) -> bytes:
 
 def test_rollout_through_the_served_endpoint(served: Served) -> None:
     for api in ("chat", "completions"):
-        r = served.run(
-            "rollout",
-            "--backend",
-            "openai",
-            "--endpoint",
-            "latest",
+        r = served.rollout(
             "--api",
             api,
             "-n",
@@ -124,8 +125,6 @@ def test_rollout_through_the_served_endpoint(served: Served) -> None:
 
 def _max_delta(served: Served, rollouts: bytes, model: Path, tmp_path: Path) -> float:
     """compare-logprobs (fp32 trainer) on these rollouts; the max |Δ| it stored."""
-    from rlctl.store import Index, Store
-
     (tmp_path / "r.jsonl").write_bytes(rollouts)
     c = served.run(
         "compare-logprobs",
@@ -137,24 +136,14 @@ def _max_delta(served: Served, rollouts: bytes, model: Path, tmp_path: Path) -> 
         "float32",
     )
     assert c.returncode == 0, c.stderr.decode()
-    rows = (
-        Index(Store(served.store))
-        .query("SELECT config FROM runs WHERE command = 'compare-logprobs' ORDER BY started_at")
-        .rows
-    )
-    (summary,) = orjson.loads(rows[-1][0])["summary"].values()
+    (summary,) = compare_summary(served.store).values()
     return summary["max_abs_delta"]
 
 
 def test_fp32_served_generation_matches_an_fp32_trainer(
     served: Served, tiny_model: Path, tmp_path: Path
 ) -> None:
-    r = served.run(
-        "rollout",
-        "--backend",
-        "openai",
-        "--endpoint",
-        "latest",
+    r = served.rollout(
         "-n",
         "2",
         "--max-tokens",
@@ -168,12 +157,7 @@ def test_fp32_served_generation_matches_an_fp32_trainer(
 
 def test_prompt_longer_than_the_context_is_one_line(served: Served) -> None:
     long = orjson.dumps({"id": "x", "prompt": "one two three " * 400}) + b"\n"
-    r = served.run(
-        "rollout",
-        "--backend",
-        "openai",
-        "--endpoint",
-        "latest",
+    r = served.rollout(
         "--no-chat-template",
         "--api",
         "completions",

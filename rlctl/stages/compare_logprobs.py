@@ -16,7 +16,7 @@ from typing import Any
 from rlctl.errors import BadInput
 
 POSITION_BUCKETS = ((0, 16), (16, 64), (64, 256), (256, 1024), (1024, 1 << 30))
-NEEDED = ("prompt_token_ids", "completion_token_ids", "completion_logprobs")
+NEEDED = ("completion_token_ids", "completion_logprobs")
 
 
 @dataclass
@@ -49,7 +49,7 @@ def parse_vs(base: Setting, spec: str) -> Setting:
 def checked(records: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[dict[str, Any]]:
     for where, rec in records:
         for f in NEEDED:
-            if not rec.get(f) and f != "prompt_token_ids":
+            if not rec.get(f):
                 raise BadInput(
                     f"{where}: field {f!r} missing; generate with 'rlctl rollout --logprobs'"
                 )

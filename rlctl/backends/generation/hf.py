@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from rlctl.backends.generation import (
@@ -14,6 +13,7 @@ from rlctl.backends.generation import (
     truncate_at_stop,
 )
 from rlctl.errors import BadInput
+from rlctl.models.paths import require_model_path
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -25,11 +25,7 @@ def load_causal_lm(path: str, dtype: str = "auto", fp32_lm_head: bool = False) -
 
     if dtype not in DTYPES:
         raise BadInput(f"--dtype {dtype}: use one of {', '.join(DTYPES)}")
-    looks_local = path.startswith(("/", ".", "~")) or path.count("/") != 1
-    if looks_local and not Path(path).expanduser().exists():
-        raise BadInput(
-            f"--model {path}: no such directory (a local checkpoint or an org/name hub id)"
-        )
+    require_model_path(path)
     prefer_offline_hub()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

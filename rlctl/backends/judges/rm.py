@@ -10,11 +10,11 @@ batched with (a test holds it to that).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from rlctl.backends.judges.base import Score, completion_text
 from rlctl.errors import BadInput
+from rlctl.models.paths import require_model_path
 
 
 class RewardModelJudge:
@@ -25,11 +25,7 @@ class RewardModelJudge:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        looks_local = path.startswith(("/", ".", "~")) or path.count("/") != 1
-        if looks_local and not Path(path).expanduser().exists():
-            raise BadInput(
-                f"--rm-model {path}: no such directory (a local path or an org/name hub id)"
-            )
+        require_model_path(path, "--rm-model")
         try:
             self.tok = AutoTokenizer.from_pretrained(path)
             self.model = AutoModelForSequenceClassification.from_pretrained(path)
