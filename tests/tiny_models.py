@@ -60,3 +60,30 @@ def tiny_reward_model(out: Path, seed: int = 0) -> Path:
     )
     AutoModelForSequenceClassification.from_config(config).save_pretrained(out)
     return out
+
+
+def overfit(model_dir: Path, examples: list[tuple[str, str]], out: Path, steps: int = 300) -> Path:
+    """A copy of the model trained until it answers each prompt with its completion, then EOS:
+    a model whose right answers are known, to check that an evaluation counts them."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    torch.manual_seed(0)
+    rows = []
+    for prompt, completion in examples:
+        p = tok(prompt, add_special_tokens=False)["input_ids"]
+        c = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        rows.append((torch.tensor(p + c), torch.tensor([-100] * len(p) + c)))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = sum(model(input_ids=i[None], labels=y[None]).loss for i, y in rows) / len(rows)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

@@ -28,6 +28,7 @@ COMMANDS = {
         "Generator vs trainer logprob mismatch.",
     ),
     "train": ("rlctl.cli.train:train", "Post-train with TRL: sft, dpo, beta-dpo, grpo."),
+    "eval": ("rlctl.cli.eval:eval_", "Evaluate with lm-evaluation-harness; compare runs."),
     "serve": ("rlctl.cli.serve:serve", "Serve a model with vLLM (supervised, registered)."),
     "model": ("rlctl.cli.model:model", "Build a tiny local model for smoke tests."),
     "sql": ("rlctl.cli.sql:sql", "Query the run history with SQL."),

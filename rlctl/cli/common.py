@@ -12,7 +12,7 @@ import click
 from click.core import ParameterSource
 
 from rlctl import config as cfg
-from rlctl.errors import PIPE_CLOSED, RlctlError, RunInterrupted
+from rlctl.errors import PIPE_CLOSED, BadInput, RlctlError, RunInterrupted
 from rlctl.records import RecordReader, RecordWriter, StreamWriter, validate
 from rlctl.records import kind as kind_by_name
 from rlctl.store import Run, Store, check_upstream, resolve_inputs
@@ -98,8 +98,25 @@ def output_option(f: F) -> F:
     )(f)
 
 
-def open_inputs(store: Store, run: Run, inputs: tuple[str, ...], kind: str) -> RecordReader:
-    """Records in, with lineage: artifacts link to their run, every record's run_id to its own."""
+def resolve_endpoint(store: Store, conf: dict[str, Any]) -> None:
+    """`--endpoint latest|RUN` (a `serve vllm` run) or `--base-url` for an OpenAI backend; the
+    served model's name fills in `--model` when not given."""
+    from rlctl.store.refs import find_endpoint
+
+    if conf.get("endpoint"):
+        endpoint = find_endpoint(store, conf["endpoint"])
+        conf["base_url"] = endpoint["url"]
+        conf["model"] = conf["model"] or endpoint["model"]
+    if not conf.get("base_url"):
+        raise BadInput("--backend openai needs --base-url URL or --endpoint latest")
+
+
+def open_inputs(
+    store: Store, run: Run, inputs: tuple[str, ...], kind: str, *, validate: bool = True
+) -> RecordReader:
+    """Records in, with lineage: artifacts link to their run, every record's run_id to its own.
+    `kind` picks a run's artifacts; `validate=False` reads records in a foreign shape (an
+    lm-eval task's own columns) without checking them against it."""
     refs = list(inputs)
     if not refs:
         if sys.stdin.isatty():
@@ -111,7 +128,7 @@ def open_inputs(store: Store, run: Run, inputs: tuple[str, ...], kind: str) -> R
             run.add_input(inp.path, inp.run_id, via="artifact" if inp.run_id else "file")
     reader = RecordReader(
         [i.path for i in resolved],
-        kind,
+        kind if validate else None,
         on_stdin_eof=lambda parents: check_upstream(store, parents),
     )
     run.track_parents(reader)

@@ -50,7 +50,9 @@ def write_csv(result: QueryResult) -> None:
         w.writerow(["" if v is None else v for v in row])
 
 
-def write_table(result: QueryResult, title: str | None = None, max_width: int = 60) -> None:
+def write_table(
+    result: QueryResult, title: str | None = None, max_width: int = 60, stderr: bool = False
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -59,9 +61,9 @@ def write_table(result: QueryResult, title: str | None = None, max_width: int = 
         table.add_column(col, overflow="fold", max_width=max_width)
     for row in result.rows:
         table.add_row(*("" if v is None else _short(v, max_width * 3) for v in row))
-    console = Console(soft_wrap=False)
+    console = Console(soft_wrap=False, stderr=stderr)
     if not console.is_terminal:  # piped into a file or a pager: do not wrap at 80 columns
-        console = Console(soft_wrap=False, width=max(console.width, 400))
+        console = Console(soft_wrap=False, stderr=stderr, width=max(console.width, 400))
     console.print(table)
     if not result.rows:
         console.print("(no rows)", style="dim")

@@ -17,6 +17,7 @@ from rlctl.cli.common import (
     precision_options,
     progress,
     resolve_config,
+    resolve_endpoint,
 )
 from rlctl.errors import BadInput
 from rlctl.store import Run
@@ -74,17 +75,11 @@ def rollout(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_
     from rlctl.backends.generation import make_backend
     from rlctl.cli.common import guard_stdout
     from rlctl.stages.rollout import DEFAULTS, rollouts, sampling_of
-    from rlctl.store.refs import find_endpoint
 
     conf = resolve_config(ctx, DEFAULTS)
     store = get_store(ctx)
     if conf["backend"] == "openai":
-        if conf["endpoint"]:
-            endpoint = find_endpoint(store, conf["endpoint"])
-            conf["base_url"] = endpoint["url"]
-            conf["model"] = conf["model"] or endpoint["model"]
-        if not conf["base_url"]:
-            raise BadInput("--backend openai needs --base-url URL or --endpoint latest")
+        resolve_endpoint(store, conf)
     elif not conf["model"]:
         raise BadInput(f"--backend {conf['backend']} needs --model PATH")
     if conf["num_samples"] < 1 or conf["max_tokens"] < 1:

@@ -25,6 +25,10 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
 def _is_dict(v: Any) -> bool:
     return isinstance(v, dict)
 
@@ -229,6 +233,47 @@ KINDS: dict[str, Kind] = {
                 _PROMPT_FIELDS[-1],
             ),
             doc="A completion GRPO sampled during training, with its rewards.",
+        ),
+        Kind(
+            "eval",
+            "evals",
+            (
+                Field("task", _is_str, "a string", "VARCHAR", True, "lm-eval task name."),
+                Field("metric", _is_str, "a string", "VARCHAR", True, "exact_match, pass@1, ..."),
+                Field("filter", _is_str, "a string", "VARCHAR", True, "strict-match, none, ..."),
+                Field("value", _optional(_is_num), "a number or null", "DOUBLE", True),
+                Field("stderr", _optional(_is_num), "a number or null", "DOUBLE"),
+                Field(
+                    "shots", _optional(_is_int), "an integer", "BIGINT", doc="Few-shot examples."
+                ),
+                Field(
+                    "samples", _optional(_is_int), "an integer", "BIGINT", doc="Documents scored."
+                ),
+                Field("model", _is_str, "a string", "VARCHAR"),
+                Field("backend", _is_str, "a string", "VARCHAR", doc="hf, vllm or openai."),
+                Field("lm_eval_version", _is_str, "a string", "VARCHAR"),
+                Field("apply_chat_template", _is_bool, "a boolean", "BOOLEAN"),
+                Field("fewshot_as_multiturn", _is_bool, "a boolean", "BOOLEAN"),
+                Field(
+                    "max_gen_toks",
+                    _optional(_is_int),
+                    "an integer",
+                    "BIGINT",
+                    doc="Generation budget (null for loglikelihood tasks).",
+                ),
+                Field("gen_kwargs", _optional(_is_dict), "an object", "JSON"),
+                Field("limit", _optional(_is_num), "a number", "DOUBLE", doc="--limit, if any."),
+                Field("seed", _optional(_is_int), "an integer", "BIGINT"),
+                Field(
+                    "data",
+                    _is_str,
+                    "a string",
+                    "VARCHAR",
+                    doc="What was scored: hub:DATASET, file:PATH or store:RUN, count, sha256.",
+                ),
+                _PROMPT_FIELDS[-1],
+            ),
+            doc="One score of `rlctl eval`: a task, metric and filter of lm-eval's results.",
         ),
     )
 }

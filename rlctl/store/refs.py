@@ -153,3 +153,18 @@ def find_endpoint(store: Store, ref: str) -> dict[str, Any]:
     if run.get("status") != "running":
         raise BadInput(f"the endpoint of run {run['run_id']} is {run.get('status')}, not running")
     return run["endpoint"]
+
+
+def latest_pull(store: Store, name: str, split: str | None) -> Input | None:
+    """The prompts of the newest finished `data pull NAME` of that split: the data `eval`
+    falls back to when the hub is out of reach."""
+    for run in store.iter_runs():
+        conf = run.get("config") or {}
+        if run.get("command") != "data pull" or run.get("status") != "ok":
+            continue
+        if conf.get("name") != name or (split and conf.get("split") != split):
+            continue
+        arts = _complete(run, "prompt", None)
+        if arts:
+            return Input(str(store.root / arts[0]["path"]), run["run_id"])
+    return None

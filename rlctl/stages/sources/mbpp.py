@@ -39,6 +39,9 @@ def convert(row: dict[str, Any], index: int, split: str, where: str) -> dict[str
         "meta": {
             "split": split_of(task_id) or split,
             "task_id": task_id,
+            "text": text,
+            "tests": tests,
+            "test_setup_code": row.get("test_setup_code") or "",
             "solution": row.get("code"),
             "challenge_tests": row.get("challenge_test_list") or [],
         },

@@ -1,0 +1,343 @@
+"""`rlctl eval TASK`: lm-evaluation-harness, recorded; `eval compare` and `eval tasks`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rlctl.cli.common import (
+    config_options,
+    emit,
+    get_store,
+    open_inputs,
+    output_option,
+    precision_options,
+    resolve_config,
+    resolve_endpoint,
+)
+from rlctl.errors import BadInput
+from rlctl.store import Run
+
+log = logging.getLogger("rlctl")
+
+
+class EvalGroup(click.Group):
+    """`rlctl eval TASK ...` runs a task; `compare` and `tasks` are subcommands. A task that
+    shares a subcommand's name is reached as `rlctl eval run NAME`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=EvalGroup)
+def eval_() -> None:
+    """Evaluate with lm-evaluation-harness: `rlctl eval TASK`, `eval compare`, `eval tasks`."""
+
+
+RUN_EPILOG = """\b
+Examples:
+  rlctl eval gsm8k --model Qwen/Qwen3-1.7B-Base --shots 8 --backend vllm
+  rlctl eval gsm8k --model ./ckpt --shots 0 --data latest:data-pull --limit 50
+  rlctl eval gsm8k_cot --backend openai --endpoint latest --apply-chat-template
+  rlctl eval gsm8k --model ./ckpt --shots 0 | rlctl judge --judge math --mode strict
+  rlctl eval ifeval --model M --gen-kwargs max_gen_toks=1024,temperature=0
+
+\b
+Data: the hub when it is reachable; otherwise (or with --data) local records, either in the
+task's own columns or prompt records of 'rlctl data pull' (gsm8k, mbpp), read through a
+generated task YAML that keeps lm-eval's prompt, filters and metrics. Scores go to the `evals`
+view (`rlctl sql "SELECT * FROM evals"`) and say which data they were computed on; per-sample
+outputs are rollout records, streamed when piped, so any judge can re-score them.
+"""
+
+
+@eval_.command("run", epilog=RUN_EPILOG)
+@click.argument("task")
+@click.option("--model", help="Local path or hub id (openai: the served model name).")
+@click.option("--backend", type=click.Choice(["hf", "vllm", "openai"]), help="Engine [hf].")
+@click.option("--shots", type=int, help="Few-shot examples [the task's default].")
+@click.option("--limit", type=float, help="First N documents (or a fraction < 1).")
+@click.option("--batch-size", type=int, help="hf/vllm batch size [8].")
+@click.option(
+    "--apply-chat-template/--no-apply-chat-template",
+    default=None,
+    help="Render prompts with the model's chat template [off].",
+)
+@click.option(
+    "--fewshot-as-multiturn/--no-fewshot-as-multiturn",
+    default=None,
+    help="Few-shot examples as chat turns [on with the chat template].",
+)
+@click.option("--system-instruction", help="System message for every prompt.")
+@click.option("--gen-kwargs", metavar="K=V,...", help="Generation overrides, e.g. max_gen_toks=64.")
+@click.option("--seed", type=int, help="Seed for lm-eval's Python, numpy, torch and few-shot [0].")
+@click.option("--data", metavar="IN", help="Test documents: file, run id or latest:NAME.")
+@click.option("--fewshot-data", metavar="IN", help="Few-shot pool [--data itself, self excluded].")
+@precision_options("hf/vllm", "auto")
+@click.option("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1.")
+@click.option("--endpoint", help="openai: a 'serve vllm' run of this store: 'latest' or a run id.")
+@click.option("--concurrency", type=int, help="openai: requests in flight [8].")
+@click.option("--max-model-len", type=int, help="vllm: context length to allocate.")
+@click.option(
+    "--allow-code-eval",
+    is_flag=True,
+    default=None,
+    help="Let code tasks (mbpp, humaneval) run model-written code, unsandboxed, as lm-eval does.",
+)
+@click.option(
+    "--predict-only", is_flag=True, default=None, help="Generate and store samples; no metrics."
+)
+@output_option
+@config_options
+@click.pass_context
+def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> None:
+    """Run one lm-eval task (or group): scores to the store, per-sample outputs as rollouts."""
+    from rlctl.net import prefer_offline_hub
+    from rlctl.stages.eval_tasks import find_task
+    from rlctl.stages.evaluate import DEFAULTS, parse_gen_kwargs
+
+    conf = resolve_config(ctx, DEFAULTS)
+    store = get_store(ctx)
+    if conf["backend"] == "openai":
+        resolve_endpoint(store, conf)
+    elif not conf["model"]:
+        raise BadInput(f"--backend {conf['backend']} needs --model PATH")
+    if conf["shots"] is not None and conf["shots"] < 0:
+        raise BadInput("--shots must be 0 or more")
+    limit = conf["limit"]
+    if limit is not None:
+        if limit <= 0:
+            raise BadInput("--limit must be positive (N documents, or a fraction below 1)")
+        conf["limit"] = int(limit) if float(limit).is_integer() else limit
+    parse_gen_kwargs(conf["gen_kwargs"])
+    prefer_offline_hub()
+    hub_ok = os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("1", "true", "yes", "on")
+    from rlctl.backends.generation import quiet_transformers
+    from rlctl.stages.evaluate import quiet_lm_eval
+
+    quiet_lm_eval()
+    quiet_transformers()
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager()
+    info = find_task(manager, task)
+    if info.unsafe_code and not (conf["allow_code_eval"] or conf["predict_only"]):
+        raise BadInput(
+            f"eval {task}: lm-eval scores it by running model-written code without a sandbox; "
+            "pass --allow-code-eval, or --predict-only and score the samples with "
+            "'rlctl judge --judge code' (sandboxed)"
+        )
+    offline = bool(conf["data"]) or not hub_ok
+    if offline and not conf["data"] and _stored_pull(store, info) is None:
+        raise BadInput(_no_data_message(info))
+    with Run(store, "eval", config=conf, seed=conf["seed"]) as run:
+        spec, data = _task_and_data(store, run, info, conf, offline)
+        _run(run, spec, manager, conf, data, output)
+
+
+def _stored_pull(store: Any, info: Any) -> Any:
+    from rlctl.store.refs import latest_pull
+
+    if info.adapter is None:
+        return None
+    return latest_pull(store, info.adapter.source, info.config.get("test_split"))
+
+
+def _no_data_message(info: Any) -> str:
+    if info.adapter is None:
+        return (
+            f"eval {info.name}: the hub is unreachable and rlctl has no stored data for it; "
+            "pass --data FILE with the task's own columns"
+        )
+    src, split = info.adapter.source, info.config.get("test_split") or "test"
+    return (
+        f"eval {info.name}: the hub is unreachable and the store has no '{split}' pull of "
+        f"{src}; run 'rlctl data pull {src} --split {split}' (or --sample), or pass --data FILE"
+    )
+
+
+def _task_and_data(
+    store: Any, run: Run, info: Any, conf: dict[str, Any], offline: bool
+) -> tuple[str, Any]:
+    """(what to hand lm-eval: a task name or a generated YAML's path, what it will read)."""
+    from rlctl.stages.eval_tasks import EvalData, hub_data, to_docs, write_docs, write_task_yaml
+
+    if not offline:
+        return info.name, hub_data(info)
+    out = run.artifact_dir / "task"
+    out.mkdir(parents=True, exist_ok=True)
+
+    def load(ref: str, name: str) -> tuple[Path, int, str, str]:
+        reader = open_inputs(store, run, (ref,), "prompt", validate=False)
+        path = out / f"{name}.jsonl"
+        n, digest = write_docs(to_docs(info, reader), path)
+        inputs = [i for i in run.info["inputs"] if i.get("input")]
+        last = inputs[-1] if inputs else {}
+        if last.get("run_id"):
+            return path, n, digest, f"store:{last['run_id']}"
+        return path, n, digest, f"file:{Path(last.get('input') or ref).absolute()}"
+
+    source = conf["data"]
+    if not source:
+        pulled = _stored_pull(store, info)
+        log.warning("eval: the hub is unreachable; scoring the data of run %s", pulled.run_id)
+        source = pulled.path
+    test, n, digest, origin = load(source, "test")
+    fewshot, fewshot_from = None, None
+    if conf["fewshot_data"]:
+        fewshot, *_, fewshot_from = load(conf["fewshot_data"], "fewshot")
+    elif conf["shots"] != 0:
+        fewshot_from = "the test documents, each left out of its own examples"
+    yaml_path = write_task_yaml(info, test, fewshot, out)
+    run.register_path("task", "lm_eval_task", out)
+    origin_kind, where = origin.split(":", 1)
+    return str(yaml_path), EvalData(origin_kind, where, n, digest, fewshot_from)
+
+
+def _run(
+    run: Run, spec: str, manager: Any, conf: dict[str, Any], data: Any, output: str | None
+) -> None:
+    import orjson
+
+    from rlctl.cli.render import write_table
+    from rlctl.stages.evaluate import evaluate, make_lm, sample_records, score_records
+    from rlctl.store import QueryResult
+
+    lm = make_lm(conf)
+    model = str(conf["model"])
+    run.info["config"]["model"] = model
+    results = evaluate(spec, manager, lm, conf)
+    samples = results.pop("samples", {})
+    results.pop("pretty_env_info", None)
+    (run.artifact_dir / "results.json").write_bytes(
+        orjson.dumps(results, default=str, option=orjson.OPT_INDENT_2)
+    )
+    run.register_path("results", "lm_eval_results", run.artifact_dir / "results.json", "json")
+    scores = score_records(results, conf, model, data)
+    emit(run, scores, "eval", name="scores", stdout=False)
+    for s in scores:
+        if s["value"] is not None:
+            run.metric(f"{s['task']}/{s['metric']},{s['filter']}", s["value"])
+    n = emit(
+        run,
+        sample_records(
+            {"samples": samples, "configs": results.get("configs", {})},
+            model,
+            conf["backend"],
+            data,
+        ),
+        "rollout",
+        name="samples",
+        output=output,
+    )
+    run.metric("samples", n)
+    cols = ["task", "filter", "metric", "value", "stderr", "shots", "samples"]
+    rows = [
+        [
+            s["task"],
+            s["filter"],
+            s["metric"],
+            _fmt(s["value"]),
+            _fmt(s["stderr"]),
+            s["shots"],
+            s["samples"],
+        ]
+        for s in scores
+    ]
+    title = f"{model} ({conf['backend']}) on {data.describe()}"
+    write_table(QueryResult(cols, ["VARCHAR"] * len(cols), rows), title=title, stderr=True)
+
+
+def _fmt(v: float | None) -> str:
+    return "" if v is None else f"{v:.4f}"
+
+
+COMPARE_EPILOG = """\b
+Examples:
+  rlctl eval compare                                  # every finished eval run in the store
+  rlctl eval compare 1a2b3c 4d5e6f --baseline configs/baselines/qwen3-1.7b-base.yaml
+  rlctl eval compare latest --json | jq .
+
+\b
+Rows line up on (task, shots, filter, metric). Scores are in percent, with lm-eval's stderr.
+A baseline file is YAML: name, unit (percent|fraction), scores: [{task, shots, filter, metric,
+value}]; Δ is the last run minus the baseline.
+"""
+
+
+@eval_.command("compare", epilog=COMPARE_EPILOG)
+@click.argument("runs", nargs=-1)
+@click.option("--baseline", metavar="FILE", help="Published scores to compare against.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout (one object a row).")
+@click.pass_context
+def compare(ctx: click.Context, runs: tuple[str, ...], baseline: str | None, as_json: bool) -> None:
+    """Eval runs side by side, and against a baseline table."""
+    from rlctl.cli.render import rows_as_dicts, write_jsonl, write_table
+    from rlctl.stages.eval_compare import load_baseline, table
+    from rlctl.store import Index, QueryResult
+
+    store = get_store(ctx)
+    base = load_baseline(baseline) if baseline else None
+    index = Index(store)
+    if runs:
+        ids = [_eval_run(store, index, r) for r in runs]
+    else:
+        found = index.query(
+            "SELECT run_id FROM runs WHERE command = 'eval' AND status = 'ok' ORDER BY started_at"
+        )
+        ids = [r[0] for r in found.rows]
+    if not ids and base is None:
+        raise BadInput(f"no finished eval runs in {store.root}; run 'rlctl eval TASK' first")
+    result = index.query(
+        "SELECT run_id, task, shots, filter, metric, value, stderr, model FROM evals "
+        "WHERE list_contains(?, run_id)",
+        [ids],
+    )
+    cols, rows = table(rows_as_dicts(result), ids, base)
+    out = QueryResult(cols, ["VARCHAR"] * len(cols), rows)
+    if as_json:
+        write_jsonl(out)
+    else:
+        write_table(out, title="eval scores (%)")
+
+
+def _eval_run(store: Any, index: Any, ref: str) -> str:
+    if ref == "latest":
+        rows = index.query(
+            "SELECT run_id FROM runs WHERE command = 'eval' AND status = 'ok' "
+            "ORDER BY started_at DESC LIMIT 1"
+        ).rows
+        if not rows:
+            raise BadInput(f"no finished eval run in {store.root}")
+        return rows[0][0]
+    rid = store.match_run(ref)
+    run = store.read_run(rid) or {}
+    if run.get("command") != "eval":
+        raise BadInput(f"run {rid} is a '{run.get('command')}' run, not an eval")
+    return rid
+
+
+@eval_.command("tasks")
+@click.argument("pattern", default="*")
+def tasks(pattern: str) -> None:
+    """lm-eval's tasks matching a glob; `offline` marks those rlctl can feed from its store."""
+    import fnmatch
+
+    from rlctl.stages.eval_tasks import ADAPTERS
+    from rlctl.stages.evaluate import quiet_lm_eval
+
+    quiet_lm_eval()
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager()
+    for name, entry in manager.task_index.items():
+        if not fnmatch.fnmatch(name, pattern):
+            continue
+        offline = (entry.cfg or {}).get("dataset_path") in ADAPTERS
+        click.echo(f"{name}\t{entry.kind.name.lower()}" + ("\toffline" if offline else ""))

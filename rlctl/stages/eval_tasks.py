@@ -1,0 +1,207 @@
+"""Which lm-eval task to run, and on which data.
+
+Offline, a task reads local JSONL through a generated task YAML that `include:`s lm-eval's own
+task file and overrides only where the data comes from. Prompt, filters and metrics stay
+lm-eval's (its `!function` references resolve next to the original file), the task keeps its
+name (so scores compare with published ones), and the YAML is an artifact of the run: anyone can
+re-run exactly that with `lm_eval --include_path DIR`.
+
+Data can be in the task's own columns (GSM8K's `question`/`answer`) or prompt records that
+`rlctl data pull` wrote; an adapter per upstream dataset turns the latter back into the former.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rlctl.errors import BadInput
+
+
+def _user_text(rec: dict[str, Any]) -> str:
+    if isinstance(rec.get("prompt"), str):
+        return rec["prompt"]
+    users = [m["content"] for m in rec.get("messages") or [] if m.get("role") == "user"]
+    return users[-1] if users else ""
+
+
+def _gsm8k_doc(rec: dict[str, Any]) -> dict[str, Any]:
+    meta = rec.get("meta") or {}
+    return {
+        "question": _user_text(rec),
+        "answer": meta.get("solution") or f"#### {rec['reference']}",
+    }
+
+
+def _mbpp_doc(rec: dict[str, Any]) -> dict[str, Any]:
+    meta = rec.get("meta") or {}
+    if "text" not in meta:
+        raise BadInput(
+            f"record {rec.get('id')}: an MBPP prompt record without meta.text "
+            "(pulled by an older rlctl); pull it again with 'rlctl data pull mbpp'"
+        )
+    return {
+        "task_id": meta.get("task_id"),
+        "text": meta["text"],
+        "code": meta.get("solution") or "",
+        "test_list": meta.get("tests") or [],
+        "test_setup_code": meta.get("test_setup_code") or "",
+        "challenge_test_list": meta.get("challenge_tests") or [],
+    }
+
+
+@dataclass(frozen=True)
+class Adapter:
+    source: str  # the `rlctl data pull` name whose prompt records convert
+    columns: tuple[str, ...]  # the task's own columns: records with them are used as they are
+    to_doc: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+# Keyed by the task's `dataset_path`, so every task on the same data (gsm8k, gsm8k_cot,
+# gsm8k_cot_zeroshot, ...) works offline through one adapter.
+ADAPTERS = {
+    "openai/gsm8k": Adapter("gsm8k", ("question", "answer"), _gsm8k_doc),
+    "gsm8k": Adapter("gsm8k", ("question", "answer"), _gsm8k_doc),
+    "google-research-datasets/mbpp": Adapter("mbpp", ("task_id", "text", "test_list"), _mbpp_doc),
+    "mbpp": Adapter("mbpp", ("task_id", "text", "test_list"), _mbpp_doc),
+}
+
+# Extra columns carried through lm-eval's `doc` so a sample keeps the id and reference of the
+# record it came from; lm-eval ignores columns its templates do not name.
+ID_COLUMN, REFERENCE_COLUMN = "_rlctl_id", "_rlctl_reference"
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    yaml_path: Path | None
+    config: dict[str, Any]  # the task's YAML with includes merged, functions unresolved
+    is_group: bool
+
+    @property
+    def dataset(self) -> str:
+        return str(self.config.get("dataset_path") or "")
+
+    @property
+    def adapter(self) -> Adapter | None:
+        return ADAPTERS.get(self.dataset)
+
+    @property
+    def unsafe_code(self) -> bool:
+        return bool(self.config.get("unsafe_code"))
+
+
+def find_task(manager: Any, name: str) -> TaskInfo:
+    """The task's entry in lm-eval's index, or one line with the nearest names."""
+    from lm_eval.tasks._index import Kind
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    entry = manager.task_index.get(name)
+    if entry is None:
+        near = difflib.get_close_matches(name, manager.all_tasks, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(near)}?" if near else "; 'rlctl eval tasks' lists them"
+        raise BadInput(f"eval: lm-eval has no task '{name}'{hint}")
+    config = load_yaml(entry.yaml_path, resolve_func=False) if entry.yaml_path else {}
+    return TaskInfo(name, entry.yaml_path, config, entry.kind in (Kind.GROUP, Kind.TAG))
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """What a score was computed on, said in the scores and the table."""
+
+    origin: str  # hub | file | store
+    where: str  # the hub dataset, the file path, or the run id
+    docs: int | None = None
+    sha256: str | None = None
+    fewshot: str | None = None  # where few-shot examples came from, when not the hub
+
+    def describe(self) -> str:
+        if self.origin == "hub":
+            return f"hub:{self.where}"
+        text = f"{self.origin}:{self.where} ({self.docs} docs, sha256 {(self.sha256 or '')[:12]})"
+        return text + (f"; few-shot: {self.fewshot}" if self.fewshot else "")
+
+
+def hub_data(task: TaskInfo) -> EvalData:
+    name = task.config.get("dataset_name")
+    split = task.config.get("test_split") or task.config.get("validation_split") or ""
+    where = task.dataset + (f"[{name}]" if name else "") + (f"/{split}" if split else "")
+    return EvalData("hub", where or task.name)
+
+
+def to_docs(task: TaskInfo, records: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """Records in the task's own columns pass through; prompt records go through the adapter."""
+    adapter = task.adapter
+    for rec in records:
+        if adapter is None or all(c in rec for c in adapter.columns):
+            yield rec
+            continue
+        if "messages" not in rec and "prompt" not in rec:
+            need = ", ".join(adapter.columns)
+            raise BadInput(
+                f"record {rec.get('id', '?')}: neither {task.name}'s columns ({need}) "
+                f"nor a prompt record of 'rlctl data pull {adapter.source}'"
+            )
+        doc = adapter.to_doc(rec)
+        doc[ID_COLUMN] = str(rec.get("id"))
+        if rec.get("reference") is not None:
+            doc[REFERENCE_COLUMN] = rec["reference"]
+        yield doc
+
+
+def write_docs(docs: Iterable[dict[str, Any]], path: Path) -> tuple[int, str]:
+    """(count, sha256) of the JSONL written: the fingerprint that says which data was scored."""
+    h = hashlib.sha256()
+    n = 0
+    with path.open("wb") as f:
+        for doc in docs:
+            line = orjson.dumps(doc) + b"\n"
+            f.write(line)
+            h.update(line)
+            n += 1
+    if n == 0:
+        raise BadInput(f"eval: no documents in the data for {path.stem}")
+    return n, h.hexdigest()
+
+
+def write_task_yaml(task: TaskInfo, test: Path, fewshot: Path | None, out_dir: Path) -> Path:
+    """The offline task file. Without separate few-shot data, examples are drawn from the test
+    file itself, and lm-eval then leaves each document out of its own examples."""
+    import yaml
+
+    if task.is_group:
+        raise BadInput(
+            f"eval: '{task.name}' is a group of tasks; local data fits one task "
+            f"(e.g. one of its subtasks), or run it from the hub"
+        )
+    if task.yaml_path is None:
+        raise BadInput(f"eval: '{task.name}' is defined in Python; it cannot read local data")
+    files = {"test": str(test.absolute())}
+    if fewshot is not None:
+        files["train"] = str(fewshot.absolute())
+    spec: dict[str, Any] = {
+        "include": str(task.yaml_path),
+        "task": task.name,
+        "tag": [],
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": files},
+        "test_split": "test",
+        "validation_split": None,
+        "training_split": "train" if fewshot else None,
+        "fewshot_split": "train" if fewshot else "test",
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{task.name}.yaml"
+    path.write_text(
+        "# Generated by rlctl eval: lm-eval's own task, reading local data.\n"
+        f"# Re-run: lm_eval --include_path {out_dir} --tasks {task.name} ...\n"
+        + yaml.safe_dump(spec, sort_keys=False)
+    )
+    return path
