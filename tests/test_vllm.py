@@ -210,6 +210,33 @@ def test_in_process_vllm_backend(served: Served, tiny_model: Path, tmp_path: Pat
     assert _max_delta(served, r.stdout, tiny_model, tmp_path) < 1e-4
 
 
+def test_eval_through_the_served_endpoint(served: Served, tmp_path: Path) -> None:
+    """lm-eval's own OpenAI client against the registered endpoint, offline data."""
+    from rlctl.data import SAMPLES
+
+    data = tmp_path / "gsm8k.jsonl"
+    data.write_bytes(b"".join((SAMPLES / "gsm8k-test.jsonl").read_bytes().splitlines(True)[:4]))
+    r = served.run(
+        "eval", "gsm8k", "--backend", "openai", "--endpoint", "latest", "--shots", "1",
+        "--data", str(data), "--gen-kwargs", "max_gen_toks=8",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    samples = jsonl(r.stdout)
+    assert len(samples) == 4 and {s["backend"] for s in samples} == {"openai"}
+    # one example in each prompt (the tiny model's context is 512), never the document itself
+    for s in samples:
+        assert s["prompt"].count("Question:") == 2 and s["completion"] is not None
+        assert s["prompt"].split("Question:")[1] != s["prompt"].split("Question:")[2]
+    from rlctl.store import Index, Store
+
+    rows = (
+        Index(Store(served.store))
+        .query("SELECT filter, shots, samples, max_gen_toks, backend FROM evals ORDER BY filter")
+        .rows
+    )
+    assert rows == [("flexible-extract", 1, 4, 8, "openai"), ("strict-match", 1, 4, 8, "openai")]
+
+
 def test_sigterm_stops_the_server_and_leaves_no_orphans(served: Served) -> None:
     """Last in the module: stops the shared server."""
     root = psutil.Process(served.endpoint()["pid"])

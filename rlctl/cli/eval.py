@@ -133,6 +133,15 @@ def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> 
             "pass --allow-code-eval, or --predict-only and score the samples with "
             "'rlctl judge --judge code' (sandboxed)"
         )
+    if conf["backend"] != "openai":
+        from rlctl.models import require_model_path
+
+        require_model_path(conf["model"])
+    from rlctl.store.refs import resolve_inputs
+
+    for ref in (conf["data"], conf["fewshot_data"]):
+        if ref:  # fails here, with one line, rather than after the task is built
+            resolve_inputs(store, [ref], kind="prompt")
     offline = bool(conf["data"]) or not hub_ok
     if offline and not conf["data"] and _stored_pull(store, info) is None:
         raise BadInput(_no_data_message(info))

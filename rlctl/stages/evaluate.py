@@ -61,10 +61,12 @@ def parse_gen_kwargs(text: str | None) -> dict[str, Any]:
         return {}
     from lm_eval.utils import simple_parse_args_string
 
-    try:
-        return simple_parse_args_string(text)
-    except (ValueError, IndexError) as e:
-        raise BadInput(f"--gen-kwargs {text!r}: expected key=value[,key=value] ({e})") from e
+    bad = [
+        item for item in text.split(",") if not item.partition("=")[0].strip() or "=" not in item
+    ]
+    if bad:
+        raise BadInput(f"--gen-kwargs {text!r}: expected key=value[,key=value], got {bad[0]!r}")
+    return simple_parse_args_string(text)
 
 
 def make_lm(conf: dict[str, Any]) -> Any:

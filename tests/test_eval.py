@@ -1,0 +1,181 @@
+"""`rlctl eval` on the real lm-evaluation-harness, offline, with tiny models whose right answers
+are known: one over-fitted on four GSM8K items (scores 1.0) and one with random weights (0.0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from rlctl.data import SAMPLES
+from tests.conftest import Runner, jsonl
+from tests.tiny_models import overfit
+
+ROOT = Path(__file__).resolve().parents[1]
+N = 4
+GEN = ("--gen-kwargs", "max_gen_toks=16")
+
+
+def _docs(n: int = N) -> list[dict]:
+    return [orjson.loads(x) for x in (SAMPLES / "gsm8k-test.jsonl").read_bytes().splitlines()[:n]]
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Trained to answer lm-eval's 0-shot gsm8k prompt for the first four sample items with
+    ` #### ANSWER` and stop: exactly what strict-match accepts."""
+    examples = [
+        (f"Question: {d['question']}\nAnswer:", " #### " + d["answer"].split("####")[-1].strip())
+        for d in _docs()
+    ]
+    return overfit(tiny_model, examples, tmp_path_factory.mktemp("fit") / "model", steps=150)
+
+
+def _eval(rlctl: Runner, model: Path, *args: str) -> tuple[str, list[dict]]:
+    r = rlctl("eval", "gsm8k", "--model", str(model), "--shots", "0", *GEN, *args, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    samples = jsonl(r.stdout)
+    return samples[0]["run_id"], samples
+
+
+def test_overfit_scores_one_random_scores_zero_and_judge_agrees(
+    rlctl: Runner, sql, tiny_model: Path, fitted: Path
+) -> None:
+    pull = rlctl("data", "pull", "gsm8k", "--sample", "--limit", str(N))
+    assert pull.returncode == 0, pull.stderr.decode()
+    fit_run, fit_samples = _eval(rlctl, fitted, "--data", "latest:data-pull")
+    rand_run, _ = _eval(rlctl, tiny_model, "--data", "latest:data-pull")
+
+    scores = {
+        (r["run_id"], r["filter"]): r["value"]
+        for r in sql("SELECT run_id, filter, value FROM evals WHERE task = 'gsm8k'")
+    }
+    assert scores == {
+        (fit_run, "strict-match"): 1.0,
+        (fit_run, "flexible-extract"): 1.0,
+        (rand_run, "strict-match"): 0.0,
+        (rand_run, "flexible-extract"): 0.0,
+    }
+    # Per-sample outputs keep the pulled record's id and reference, and lineage to the pull.
+    pulled = sql("SELECT id, reference FROM prompts")
+    assert {(s["id"], s["reference"]) for s in fit_samples} == {
+        (p["id"], p["reference"]) for p in pulled
+    }
+    assert all(s["completion"].startswith(" #### ") for s in fit_samples)
+    (pull_run,) = sql("SELECT run_id FROM runs WHERE command = 'data pull'")
+    parents = sql(f"SELECT parent_run_id FROM lineage WHERE run_id = '{fit_run}'")
+    assert {p["parent_run_id"] for p in parents} == {pull_run["run_id"]}
+
+    # Re-judged by rlctl's strict math judge: the same accuracy as lm-eval's strict-match.
+    for run in (fit_run, rand_run):
+        j = rlctl("judge", "-i", f"{run}:samples", "--judge", "math", "--mode", "strict")
+        assert j.returncode == 0, j.stderr.decode()
+        rewards = [x["reward"] for x in jsonl(j.stdout)]
+        assert len(rewards) == N
+        assert sum(rewards) / N == scores[(run, "strict-match")]
+
+    rows = sql("SELECT DISTINCT run_id, model, backend, shots, samples, data FROM evals")
+    assert {r["run_id"] for r in rows} == {fit_run, rand_run}
+    for r in rows:
+        assert r["backend"] == "hf" and r["shots"] == 0 and r["samples"] == N
+        assert r["data"].startswith("store:") and f"{N} docs, sha256" in r["data"]
+
+
+def test_native_columns_file_and_the_generated_task_yaml(
+    rlctl: Runner, sql, fitted: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "gsm8k-test.jsonl"
+    data.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in _docs()))
+    run, samples = _eval(rlctl, fitted, "--data", str(data), "--limit", "2")
+    assert [s["id"] for s in samples] == ["gsm8k/0", "gsm8k/1"]
+    assert [s["reference"] for s in samples] == ["18", "3"]  # the number after ####
+    (row,) = sql(f"SELECT data FROM evals WHERE run_id = '{run}' AND filter = 'strict-match'")
+    assert row["data"].startswith(f"file:{data} ({N} docs")
+    # The task file is lm-eval's own gsm8k, re-pointed at the data (an artifact of the run).
+    (art,) = sql(f"SELECT path FROM artifacts WHERE run_id = '{run}' AND name = 'task'")
+    yaml_text = (tmp_path / "store" / art["path"] / "gsm8k.yaml").read_text()
+    assert "lm_eval/tasks/gsm8k/gsm8k.yaml" in yaml_text and "dataset_path: json" in yaml_text
+
+
+def test_pipe_into_judge(rlctl: Runner, fitted: Path, tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in _docs()))
+    r = rlctl(
+        shell=f"$RLCTL eval gsm8k --model {fitted} --shots 0 --data {data} "
+        "--gen-kwargs max_gen_toks=16 | $RLCTL judge --judge math --mode strict",
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    assert [x["reward"] for x in jsonl(r.stdout)] == [1.0] * N
+
+
+def test_offline_without_data_says_how_to_get_it(rlctl: Runner, tiny_model: Path) -> None:
+    r = rlctl("eval", "gsm8k", "--model", str(tiny_model))
+    assert r.returncode == 2
+    line = r.stderr.decode().strip().splitlines()[-1]
+    assert "hub is unreachable" in line and "rlctl data pull gsm8k --split test" in line
+
+
+def test_offline_falls_back_to_the_stored_pull(rlctl: Runner, sql, fitted: Path) -> None:
+    assert rlctl("data", "pull", "gsm8k", "--sample", "--limit", str(N)).returncode == 0
+    r = rlctl("eval", "gsm8k", "--model", str(fitted), "--shots", "0", *GEN, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    assert "the hub is unreachable; scoring the data of run" in r.stderr.decode()
+    assert {x["value"] for x in sql("SELECT value FROM evals")} == {1.0}
+
+
+@pytest.mark.parametrize(
+    ("args", "msg"),
+    [
+        (("gsm8kk", "--model", "{m}"), "lm-eval has no task 'gsm8kk'; did you mean gsm8k"),
+        (("mbpp", "--model", "{m}"), "--allow-code-eval"),
+        (("gsm8k", "--model", "{m}", "--gen-kwargs", "oops"), "--gen-kwargs 'oops'"),
+        (("gsm8k", "--model", "{m}", "--shots", "-1"), "--shots must be 0 or more"),
+        (("gsm8k",), "--backend hf needs --model PATH"),
+        (("gsm8k", "--backend", "openai"), "needs --base-url URL or --endpoint latest"),
+        (("gsm8k", "--model", "./nope", "--data", "{data}"), "--model ./nope: no such directory"),
+        (("gsm8k", "--model", "{m}", "--data", "missing.jsonl"), "missing.jsonl: no such file"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(
+    rlctl: Runner, tmp_path: Path, args: tuple[str, ...], msg: str
+) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_bytes(orjson.dumps(_docs(1)[0]) + b"\n")
+    r = rlctl("eval", *(a.format(data=data, m=tmp_path) for a in args))
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert msg in err.strip().splitlines()[-1] and "Traceback" not in err
+
+
+def test_compare_lines_runs_up_with_a_baseline(
+    rlctl: Runner, tiny_model: Path, fitted: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in _docs()))
+    a, _ = _eval(rlctl, tiny_model, "--data", str(data))
+    b, _ = _eval(rlctl, fitted, "--data", str(data))
+    baseline = tmp_path / "base.yaml"
+    baseline.write_text(
+        "name: paper\nunit: percent\nscores:\n"
+        "  - {task: gsm8k, shots: 0, filter: strict-match, metric: exact_match, value: 40}\n"
+        "  - {task: gsm8k, shots: 8, filter: strict-match, metric: exact_match, value: 68.92}\n"
+    )
+    r = rlctl("eval", "compare", a, b, "--baseline", str(baseline), "--json")
+    assert r.returncode == 0, r.stderr.decode()
+    rows = {(x["shots"], x["filter"]): x for x in jsonl(r.stdout)}
+    strict = rows[(0, "strict-match")]
+    cols = list(strict)
+    # one column per run, labelled by model and run suffix
+    assert cols[4] == f"model ({a[-6:]})" and cols[5] == f"model ({b[-6:]})"
+    assert (strict[cols[4]], strict[cols[5]], strict["paper"], strict["Δ"]) == (
+        "0.00",
+        "100.00",
+        "40.00",
+        "+60.00",
+    )
+    # An 8-shot baseline row never lines up with a 0-shot run.
+    assert rows[(8, "strict-match")][cols[5]] == "" and rows[(8, "strict-match")]["Δ"] == ""
+    bad = rlctl("eval", "compare", "--baseline", str(ROOT / "pyproject.toml"))
+    assert bad.returncode == 2
