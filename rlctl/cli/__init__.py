@@ -31,6 +31,7 @@ COMMANDS = {
     "eval": ("rlctl.cli.eval:eval_", "Evaluate with lm-evaluation-harness; compare runs."),
     "serve": ("rlctl.cli.serve:serve", "Serve a model with vLLM (supervised, registered)."),
     "model": ("rlctl.cli.model:model", "Build a tiny local model for smoke tests."),
+    "slurm": ("rlctl.cli.slurm:slurm", "Run stages as Slurm jobs: submit, status, cancel."),
     "sql": ("rlctl.cli.sql:sql", "Query the run history with SQL."),
     "runs": ("rlctl.cli.runs:runs", "List, show and follow runs."),
     "store": ("rlctl.cli.store:store", "Manage the artifact store (path, rebuild, gc)."),

@@ -28,13 +28,19 @@ def runs() -> None:
 )
 @click.option("--command", "command", help="Only runs of this command (e.g. 'data pull').")
 @click.option("--status", type=click.Choice(STATUSES), help="Only runs with this status.")
+@click.option("--job", help="Only runs of this Slurm job (the submit and the runs it made).")
 @click.option(
     "-n", "--limit", type=int, default=20, show_default=True, help="Newest N runs (0: all)."
 )
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 @click.pass_context
 def ls_cmd(
-    ctx: click.Context, command: str | None, status: str | None, limit: int, as_json: bool
+    ctx: click.Context,
+    command: str | None,
+    status: str | None,
+    job: str | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
     """Runs, newest first."""
     from rlctl.cli.render import write
@@ -46,11 +52,14 @@ def ls_cmd(
     if status:
         where.append("status = ?")
         params.append(status)
+    if job:
+        where.append("slurm_job = ?")
+        params.append(job)
     sql = (
         "SELECT run_id, command, status, started_at, round(duration_s, 2) AS seconds, "
         "(SELECT sum(records) FROM artifacts a "
         "WHERE a.run_id = r.run_id AND a.complete) AS records, "
-        "error FROM runs r"
+        "slurm_job AS job, error FROM runs r"
         + (f" WHERE {' AND '.join(where)}" if where else "")
         + " ORDER BY started_at DESC, run_id DESC"
         + (f" LIMIT {int(limit)}" if limit > 0 else "")

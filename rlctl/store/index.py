@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rlctl")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LOCK_TIMEOUT_ENV = "RLCTL_LOCK_TIMEOUT"
 
 _RUNS_COLUMNS = {
@@ -54,6 +54,7 @@ _RUNS_COLUMNS = {
     "config": "JSON",
     "versions": "JSON",
     "env": "JSON",
+    "slurm_job": "VARCHAR",
     "run_dir": "VARCHAR",
     "file_mtime_ns": "BIGINT",
     "file_size": "BIGINT",
@@ -277,6 +278,7 @@ class Index:
                     "git_sha": git.get("sha"),
                     "git_dirty": git.get("dirty"),
                     **{c: _json(run.get(c)) for c in ("argv", "config", "versions", "env")},
+                    "slurm_job": _slurm_job(run),
                     "run_dir": str(self.store.run_dir(rid)),
                     "file_mtime_ns": st.st_mtime_ns,
                     "file_size": st.st_size,
@@ -310,6 +312,14 @@ class Index:
         for k in KINDS.values():
             mine = [(fmt, p) for kind, fmt, p in files if kind == k.name and Path(p).exists()]
             con.execute(f"CREATE OR REPLACE VIEW {k.table} AS {_kind_select(con, k, mine)}")
+
+
+def _slurm_job(run: dict[str, Any]) -> str | None:
+    """The job a run belongs to: the one it submitted, or the one it ran in (an array's
+    tasks all count as the array job)."""
+    env = run.get("env") or {}
+    submitted = (run.get("slurm") or {}).get("job_id")
+    return submitted or env.get("SLURM_ARRAY_JOB_ID") or env.get("SLURM_JOB_ID")
 
 
 def _json(value: Any) -> str | None:
