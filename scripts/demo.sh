@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
 # `make demo`: the main end-to-end job on the embedded store, offline, in a few seconds.
-# Later stages (rollout, judge, train, eval) join this pipeline as they land.
 set -euo pipefail
 export RLCTL_STORE="${RLCTL_STORE:-$PWD/.rlctl}"
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; }
@@ -49,6 +48,16 @@ say "rlctl runs plot latest --metric reward ...: the reward curve, read back fro
 rlctl runs plot latest --metric reward --metric rewards/rlctl_format/mean -o .demo/reward.png
 rlctl sql "SELECT step, round(avg(reward), 3) AS mean_reward, any_value(left(completion, 50)) AS sample
            FROM train_samples GROUP BY step ORDER BY step"
+
+say "rlctl eval gsm8k --model \$GRPO --shots 0 --data latest:data-pull  (lm-evaluation-harness, offline)"
+GRPO=$(rlctl sql --csv "SELECT a.path FROM artifacts a JOIN runs r USING (run_id)
+        WHERE r.command = 'train grpo' AND a.kind = 'model' ORDER BY r.started_at DESC LIMIT 1" | tail -n 1)
+rlctl data pull gsm8k --sample --limit 16 > /dev/null
+for model in .demo/tiny "$SFT" "$GRPO"; do
+  rlctl eval gsm8k --model "$model" --shots 0 --data latest:data-pull \
+      --gen-kwargs max_gen_toks=48 2>> .demo/eval.log > /dev/null
+done
+rlctl eval compare --baseline configs/baselines/qwen3-1.7b-base.yaml
 
 say "rlctl sql: the runs just made, newest first"
 rlctl sql "SELECT run_id, command, status, round(duration_s, 2) AS seconds
