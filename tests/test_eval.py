@@ -179,3 +179,56 @@ def test_compare_lines_runs_up_with_a_baseline(
     assert rows[(8, "strict-match")][cols[5]] == "" and rows[(8, "strict-match")]["Δ"] == ""
     bad = rlctl("eval", "compare", "--baseline", str(ROOT / "pyproject.toml"))
     assert bad.returncode == 2
+
+
+def test_any_task_on_the_same_data_runs_offline(rlctl: Runner, sql, tiny_model: Path) -> None:
+    """gsm8k_cot shares gsm8k's dataset, so the same adapter feeds it; its own prompt and
+    filters (\"The answer is N.\") are lm-eval's."""
+    assert rlctl("data", "pull", "gsm8k", "--sample", "--limit", "2").returncode == 0
+    _, samples = _eval(rlctl, tiny_model, "--data", "latest:data-pull", "--shots", "1")
+    for s in samples:  # the one example is the other document, never the document itself
+        example, question = s["prompt"].split("Question: ")[1:]
+        assert example.split("\nAnswer:")[0] != question.split("\nAnswer:")[0]
+    r = rlctl(
+        "eval", "gsm8k_cot", "--model", str(tiny_model), "--shots", "1", *GEN,
+        "--data", "latest:data-pull", timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    (cot,) = {s["run_id"] for s in jsonl(r.stdout)}
+    prompts = [s["prompt"] for s in jsonl(r.stdout)]
+    assert all(p.startswith("Q: There are 15 trees") for p in prompts)  # lm-eval's CoT example
+    rows = sql(f"SELECT task, filter, shots FROM evals WHERE run_id = '{cot}' ORDER BY filter")
+    assert [(x["task"], x["filter"], x["shots"]) for x in rows] == [
+        ("gsm8k_cot", "flexible-extract", 1),
+        ("gsm8k_cot", "strict-match", 1),
+    ]
+
+
+def test_a_task_with_python_functions_reads_native_columns(
+    rlctl: Runner, sql, tiny_model: Path, tmp_path: Path
+) -> None:
+    """hendrycks_math_algebra's `process_docs` and `process_results` are `!function`s of
+    lm-eval's own utils.py: the generated YAML still resolves them next to the original."""
+    data = tmp_path / "algebra.jsonl"
+    rows = [
+        {"problem": "Solve $x+1=3$.", "level": "Level 1", "type": "Algebra",
+         "solution": "So $x=\\boxed{2}$."},
+        {"problem": "What is $2\\cdot 3$?", "level": "Level 1", "type": "Algebra",
+         "solution": "It is $\\boxed{6}$."},
+    ]  # fmt: skip
+    data.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    r = rlctl(
+        "eval", "hendrycks_math_algebra", "--model", str(tiny_model), "--shots", "0",
+        "--data", str(data), *GEN, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    samples = jsonl(r.stdout)
+    # the target after lm-eval's own process_docs: the boxed answer, ready for `judge --judge math`
+    assert [s["reference"] for s in samples] == ["2", "6"]
+    (row,) = sql("SELECT task, metric, filter, value FROM evals")
+    assert (row["task"], row["metric"], row["filter"], row["value"]) == (
+        "hendrycks_math_algebra",
+        "exact_match",
+        "none",
+        0.0,
+    )

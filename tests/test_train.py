@@ -243,3 +243,42 @@ def test_adaptive_kl_controller_moves_beta_by_the_rule(
         error = 0.2 if kl > 0 else -0.2  # clipped: KL / 1e-12 - 1 is huge (or -1 at KL 0)
         beta *= 1 + error * n / 40
         assert got == pytest.approx(beta, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("args", "msg"),
+    [
+        (["--vllm-mode", "server"], "--vllm-mode server needs --vllm-server-url URL"),
+        (
+            ["--vllm-mode", "server", "--vllm-server-url", "http://127.0.0.1:9"],
+            "--vllm-server-url http://127.0.0.1:9: nothing answers there",
+        ),
+        (["--vllm-mode", "colocate"], "--vllm-mode colocate needs vllm in the training env"),
+    ],
+)
+def test_vllm_modes_fail_before_the_model(rlctl: Runner, args: list[str], msg: str) -> None:
+    r = rlctl(
+        shell="$RLCTL data pull gsm8k --sample --limit 4 | $RLCTL train grpo --model ./missing "
+        + " ".join(args)
+    )
+    assert r.returncode == 2, r.stderr.decode()
+    assert msg in r.stderr.decode().strip().splitlines()[-1]
+
+
+def test_vllm_server_mode_reaches_grpo_config(tmp_path: Path) -> None:
+    """The flags become TRL's own GRPOConfig keys (a live socket stands in for the server's
+    port: what is checked is that rlctl finds it and passes its URL on)."""
+    import socket
+
+    from rlctl.train.grpo import vllm_section
+    from rlctl.train.runner import trl_config
+
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        url = f"http://127.0.0.1:{srv.getsockname()[1]}/"
+        section = vllm_section({"vllm_mode": "server", "vllm_server_url": url})
+    args = trl_config("grpo", section, tmp_path)
+    assert (args.use_vllm, args.vllm_mode, args.vllm_server_base_url) == (
+        True,
+        "server",
+        url.rstrip("/"),
+    )

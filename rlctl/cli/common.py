@@ -98,6 +98,14 @@ def output_option(f: F) -> F:
     )(f)
 
 
+def endpoint_options(f: F) -> F:
+    """`--base-url` and `--endpoint`: how every OpenAI-backed command finds its server."""
+    f = click.option(
+        "--endpoint", help="openai: a 'serve vllm' run of this store: 'latest' or a run id."
+    )(f)
+    return click.option("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1.")(f)
+
+
 def resolve_endpoint(store: Store, conf: dict[str, Any]) -> None:
     """`--endpoint latest|RUN` (a `serve vllm` run) or `--base-url` for an OpenAI backend; the
     served model's name fills in `--model` when not given."""

@@ -12,6 +12,7 @@ import click
 from rlctl.cli.common import (
     config_options,
     emit,
+    endpoint_options,
     get_store,
     open_inputs,
     output_option,
@@ -80,8 +81,7 @@ outputs are rollout records, streamed when piped, so any judge can re-score them
 @click.option("--data", metavar="IN", help="Test documents: file, run id or latest:NAME.")
 @click.option("--fewshot-data", metavar="IN", help="Few-shot pool [--data itself, self excluded].")
 @precision_options("hf/vllm", "auto")
-@click.option("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1.")
-@click.option("--endpoint", help="openai: a 'serve vllm' run of this store: 'latest' or a run id.")
+@endpoint_options
 @click.option("--concurrency", type=int, help="openai: requests in flight [8].")
 @click.option("--max-model-len", type=int, help="vllm: context length to allocate.")
 @click.option(
@@ -199,7 +199,9 @@ def _task_and_data(
         source = pulled.path
     test, n, digest, origin = load(source, "test")
     fewshot, fewshot_from = None, None
-    if conf["fewshot_data"]:
+    if info.fixed_fewshot:
+        fewshot_from = "the task's own examples"
+    elif conf["fewshot_data"]:
         fewshot, *_, fewshot_from = load(conf["fewshot_data"], "fewshot")
     elif conf["shots"] != 0:
         fewshot_from = "the test documents, each left out of its own examples"

@@ -10,6 +10,7 @@ from rlctl.cli.common import (
     command_name,
     config_options,
     emit,
+    endpoint_options,
     get_store,
     input_option,
     open_inputs,
@@ -60,8 +61,7 @@ Examples:
 )
 @precision_options("hf/vllm", "auto")
 @click.option("--batch-size", type=int, help="hf: prompts per generate call [16].")
-@click.option("--base-url", help="openai: server URL, e.g. http://127.0.0.1:8000/v1.")
-@click.option("--endpoint", help="openai: a 'serve vllm' run of this store: 'latest' or a run id.")
+@endpoint_options
 @click.option("--api", type=click.Choice(["chat", "completions"]), help="openai: which API [chat].")
 @click.option("--concurrency", type=int, help="openai: requests in flight [16].")
 @click.option("--max-model-len", type=int, help="vllm: context length to allocate.")

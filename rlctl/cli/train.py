@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "init_kl_coef": None,  # grpo: starting β of the KL term (trainer.beta)
     "kl_target": None,  # grpo: adaptive KL controller target; off when unset
     "kl_horizon": 10000,  # grpo: samples over which β reacts
+    "vllm_mode": None,  # grpo: generate with vLLM: server (a `trl vllm-serve`) or colocate
+    "vllm_server_url": None,  # grpo, server mode: e.g. http://node0:8000
     "resume": None,  # a run id or 'latest': continue from its newest checkpoint
     "report_to": [],  # passed to TRL too: wandb, trackio, tensorboard
     "trainer": {},  # passed through to TRL's SFTConfig / DPOConfig / GRPOConfig
@@ -144,6 +146,12 @@ def dpo(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
 @click.option(
     "--kl-horizon", type=float, help="Adaptive KL controller horizon, in samples [10000]."
 )
+@click.option(
+    "--vllm-mode",
+    type=click.Choice(["server", "colocate"]),
+    help="Generate with vLLM: a `trl vllm-serve` server, or an engine in each process.",
+)
+@click.option("--vllm-server-url", metavar="URL", help="server mode: the trl vllm-serve URL.")
 @_common
 def grpo(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
     """GRPO on prompt records, rewarded by the judges of `rlctl judge` (math, format, code,

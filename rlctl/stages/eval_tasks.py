@@ -93,6 +93,11 @@ class TaskInfo:
         return ADAPTERS.get(self.dataset)
 
     @property
+    def fixed_fewshot(self) -> bool:
+        """The task brings its own few-shot examples (gsm8k_cot's eight), not a split."""
+        return bool((self.config.get("fewshot_config") or {}).get("samples"))
+
+    @property
     def unsafe_code(self) -> bool:
         return bool(self.config.get("unsafe_code"))
 
@@ -172,7 +177,8 @@ def write_docs(docs: Iterable[dict[str, Any]], path: Path) -> tuple[int, str]:
 
 def write_task_yaml(task: TaskInfo, test: Path, fewshot: Path | None, out_dir: Path) -> Path:
     """The offline task file. Without separate few-shot data, examples are drawn from the test
-    file itself, and lm-eval then leaves each document out of its own examples."""
+    file itself, and lm-eval then leaves each document out of its own examples; a task with its
+    own fixed examples keeps them."""
     import yaml
 
     if task.is_group:
@@ -195,7 +201,7 @@ def write_task_yaml(task: TaskInfo, test: Path, fewshot: Path | None, out_dir: P
         "test_split": "test",
         "validation_split": None,
         "training_split": "train" if fewshot else None,
-        "fewshot_split": "train" if fewshot else "test",
+        "fewshot_split": None if task.fixed_fewshot else ("train" if fewshot else "test"),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{task.name}.yaml"

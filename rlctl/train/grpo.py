@@ -3,12 +3,15 @@ written to the store every N steps (what the model was saying at step k)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from rlctl.backends.judges import parse_spec, reward_function
 from rlctl.backends.judges.base import completion_text
 from rlctl.records import RecordWriter
+
+log = logging.getLogger("rlctl")
 
 
 class SampleLog:
@@ -63,3 +66,32 @@ class SampleLog:
             row["id"] = f"step{row['step']}"
             self.writer.write(row)
         self._rows = []
+
+
+def vllm_section(conf: dict[str, Any]) -> dict[str, Any]:
+    """GRPOConfig's vLLM keys for `--vllm-mode`, checked before any model loads: server mode
+    needs a live `trl vllm-serve` (its weight-sync API; vLLM's OpenAI server cannot take new
+    weights), colocate mode needs vLLM installed next to the trainer."""
+    import importlib.util
+
+    from rlctl.errors import BadInput
+    from rlctl.net import reachable
+
+    mode = conf["vllm_mode"]
+    if mode == "colocate":
+        if importlib.util.find_spec("vllm") is None:
+            raise BadInput("--vllm-mode colocate needs vllm in the training environment")
+        if conf.get("fp32_lm_head"):
+            log.warning("--fp32-lm-head: the colocated vLLM engine keeps its own head dtype")
+        return {"use_vllm": True, "vllm_mode": "colocate"}
+    url = (conf.get("vllm_server_url") or "").rstrip("/")
+    if not url:
+        raise BadInput("--vllm-mode server needs --vllm-server-url URL (a `trl vllm-serve`)")
+    if not reachable(url):
+        raise BadInput(
+            f"--vllm-server-url {url}: nothing answers there; start `trl vllm-serve --model M` "
+            "first (the grpo-vllm Slurm template does, with a health wait)"
+        )
+    if conf.get("fp32_lm_head"):
+        log.warning("--fp32-lm-head: `trl vllm-serve` keeps its own head dtype (no flag for it)")
+    return {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": url}

@@ -70,6 +70,10 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
         section["cast_lm_head_to_fp32"] = True  # TRL's own, on policy and reference
     if kind == "grpo" and conf.get("init_kl_coef") is not None:
         section["beta"] = float(conf["init_kl_coef"])
+    if kind == "grpo" and conf.get("vllm_mode"):
+        from rlctl.train.grpo import vllm_section
+
+        section |= vllm_section(conf)
     args = trl_config(kind, section, run.artifact_dir / "trainer")
     funcs: list[Any] = []
     if kind == "grpo":
