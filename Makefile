@@ -44,7 +44,7 @@ ifeq ($(HAS_GPU),)
 else
 	$(VLLM_PIP) vllm
 endif
-	$(VLLM_PIP) -e .
+	$(VLLM_PIP) -e ".[eval]"
 	touch $(VLLM_STAMP)
 
 lint: $(STAMP)

