@@ -8,13 +8,15 @@ from rlctl.cli.common import get_store
 
 EPILOG = """\b
 Tables: runs, artifacts, lineage, metrics; one view per record kind over all stored artifacts:
-prompts, pairs, rollouts, judged. JSON columns (messages, meta, verdict) take DuckDB's ->> path.
+prompts, pairs, rollouts, judged, logprob_diffs, train_samples, evals. JSON columns (messages,
+meta, verdict, config, env) take DuckDB's ->> path. Ten more queries: docs/cookbook.md.
 
 \b
 Examples:
   rlctl sql "SELECT command, status, started_at FROM runs ORDER BY started_at DESC LIMIT 5"
   rlctl sql "SELECT run_id, count(*) FROM prompts GROUP BY 1"
   rlctl sql "SELECT model, avg(reward) FROM judged JOIN runs USING (run_id) GROUP BY 1"
+  rlctl sql "SELECT task, filter, round(100 * value, 2) AS pct, data FROM evals"
   rlctl sql --json "SELECT * FROM prompts LIMIT 3" | rlctl data validate --kind prompt
 """
 

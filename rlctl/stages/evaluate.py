@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rlctl.errors import BadInput
+from rlctl.errors import BadInput, RlctlError
 from rlctl.stages.eval_tasks import ID_COLUMN, REFERENCE_COLUMN, EvalData
 from rlctl.stages.sources.gsm8k import final_answer
 
@@ -177,7 +177,7 @@ def evaluate(task: str, manager: Any, lm: Any, conf: dict[str, Any]) -> dict[str
         predict_only=bool(conf["predict_only"]),
     )
     if results is None:  # only non-zero ranks of a distributed run get None
-        raise BadInput("eval: lm-eval returned no results on this process")
+        raise RlctlError("eval: lm-eval returned no results on this process")
     return results
 
 
