@@ -21,6 +21,7 @@ from rlctl.cli.common import (
     resolve_endpoint,
 )
 from rlctl.errors import BadInput
+from rlctl.stages.eval_tasks import stored_pull
 from rlctl.store import Run
 
 log = logging.getLogger("rlctl")
@@ -99,7 +100,7 @@ outputs are rollout records, streamed when piped, so any judge can re-score them
 def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> None:
     """Run one lm-eval task (or group): scores to the store, per-sample outputs as rollouts."""
     from rlctl.net import prefer_offline_hub
-    from rlctl.stages.eval_tasks import find_task
+    from rlctl.stages.eval_tasks import find_task, no_data_message
     from rlctl.stages.evaluate import DEFAULTS, parse_gen_kwargs
 
     conf = resolve_config(ctx, DEFAULTS)
@@ -143,8 +144,8 @@ def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> 
         if ref:  # fails here, with one line, rather than after the task is built
             resolve_inputs(store, [ref], kind="prompt")
     offline = bool(conf["data"]) or not hub_ok
-    if offline and not conf["data"] and _stored_pull(store, info) is None:
-        raise BadInput(_no_data_message(info))
+    if offline and not conf["data"] and stored_pull(store, info) is None:
+        raise BadInput(no_data_message(info))
     if conf["backend"] == "vllm":
         from rlctl.cli.common import guard_stdout
 
@@ -154,65 +155,33 @@ def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> 
         _run(run, spec, manager, conf, data, output)
 
 
-def _stored_pull(store: Any, info: Any) -> Any:
-    from rlctl.store.refs import latest_pull
-
-    if info.adapter is None:
-        return None
-    return latest_pull(store, info.adapter.source, info.config.get("test_split"))
-
-
-def _no_data_message(info: Any) -> str:
-    if info.adapter is None:
-        return (
-            f"eval {info.name}: the hub is unreachable and rlctl has no stored data for it; "
-            "pass --data FILE with the task's own columns"
-        )
-    src, split = info.adapter.source, info.config.get("test_split") or "test"
-    return (
-        f"eval {info.name}: the hub is unreachable and the store has no '{split}' pull of "
-        f"{src}; run 'rlctl data pull {src} --split {split}' (or --sample), or pass --data FILE"
-    )
-
-
 def _task_and_data(
     store: Any, run: Run, info: Any, conf: dict[str, Any], offline: bool
 ) -> tuple[str, Any]:
     """(what to hand lm-eval: a task name or a generated YAML's path, what it will read)."""
-    from rlctl.stages.eval_tasks import EvalData, hub_data, to_docs, write_docs, write_task_yaml
+    from rlctl.stages.eval_tasks import hub_data, offline_task
 
     if not offline:
         return info.name, hub_data(info)
-    out = run.artifact_dir / "task"
-    out.mkdir(parents=True, exist_ok=True)
 
-    def load(ref: str, name: str) -> tuple[Path, int, str, str]:
+    def open_records(ref: str) -> tuple[Any, str]:
+        """Records of `ref`, with lineage, and where they came from (a run or a file)."""
+        before = len(run.info["inputs"])
         reader = open_inputs(store, run, (ref,), "prompt", validate=False)
-        path = out / f"{name}.jsonl"
-        n, digest = write_docs(to_docs(info, reader), path)
-        inputs = [i for i in run.info["inputs"] if i.get("input")]
-        last = inputs[-1] if inputs else {}
-        if last.get("run_id"):
-            return path, n, digest, f"store:{last['run_id']}"
-        return path, n, digest, f"file:{Path(last.get('input') or ref).absolute()}"
+        added = [i for i in run.info["inputs"][before:] if i.get("input")]
+        if added and added[0].get("run_id"):
+            return reader, f"store:{added[0]['run_id']}"
+        return reader, f"file:{Path(added[0]['input'] if added else ref).absolute()}"
 
     source = conf["data"]
     if not source:
-        pulled = _stored_pull(store, info)
+        pulled = stored_pull(store, info)
         log.warning("eval: the hub is unreachable; scoring the data of run %s", pulled.run_id)
         source = pulled.path
-    test, n, digest, origin = load(source, "test")
-    fewshot, fewshot_from = None, None
-    if info.fixed_fewshot:
-        fewshot_from = "the task's own examples"
-    elif conf["fewshot_data"]:
-        fewshot, *_, fewshot_from = load(conf["fewshot_data"], "fewshot")
-    elif conf["shots"] != 0:
-        fewshot_from = "the test documents, each left out of its own examples"
-    yaml_path = write_task_yaml(info, test, fewshot, out)
+    out = run.artifact_dir / "task"
+    yaml_path, data = offline_task(info, source, conf, out, open_records)
     run.register_path("task", "lm_eval_task", out)
-    origin_kind, where = origin.split(":", 1)
-    return str(yaml_path), EvalData(origin_kind, where, n, digest, fewshot_from)
+    return str(yaml_path), data
 
 
 def _run(

@@ -211,3 +211,55 @@ def write_task_yaml(task: TaskInfo, test: Path, fewshot: Path | None, out_dir: P
         + yaml.safe_dump(spec, sort_keys=False)
     )
     return path
+
+
+def stored_pull(store: Any, task: TaskInfo) -> Any:
+    """The newest stored `data pull` that can stand in for the task's hub data, or None."""
+    from rlctl.store.refs import latest_pull
+
+    if task.adapter is None:
+        return None
+    return latest_pull(store, task.adapter.source, task.config.get("test_split"))
+
+
+def no_data_message(task: TaskInfo) -> str:
+    if task.adapter is None:
+        return (
+            f"eval {task.name}: the hub is unreachable and rlctl has no stored data for it; "
+            "pass --data FILE with the task's own columns"
+        )
+    src, split = task.adapter.source, task.config.get("test_split") or "test"
+    return (
+        f"eval {task.name}: the hub is unreachable and the store has no '{split}' pull of "
+        f"{src}; run 'rlctl data pull {src} --split {split}' (or --sample), or pass --data FILE"
+    )
+
+
+def offline_task(
+    task: TaskInfo,
+    source: str,
+    conf: dict[str, Any],
+    out: Path,
+    open_records: Callable[[str], tuple[Iterable[dict[str, Any]], str]],
+) -> tuple[Path, EvalData]:
+    """Write the documents (test, and few-shot when given) and the task YAML into `out`.
+    `open_records(ref)` gives the records of a reference and their origin ("store:RUN" or
+    "file:PATH"); the caller owns lineage."""
+    out.mkdir(parents=True, exist_ok=True)
+
+    def load(ref: str, name: str) -> tuple[Path, int, str, str]:
+        records, origin = open_records(ref)
+        path = out / f"{name}.jsonl"
+        n, digest = write_docs(to_docs(task, records), path)
+        return path, n, digest, origin
+
+    test, n, digest, origin = load(source, "test")
+    fewshot, fewshot_from = None, None
+    if task.fixed_fewshot:
+        fewshot_from = "the task's own examples"
+    elif conf["fewshot_data"]:
+        fewshot, *_, fewshot_from = load(conf["fewshot_data"], "fewshot")
+    elif conf["shots"] != 0:
+        fewshot_from = "the test documents, each left out of its own examples"
+    kind, where = origin.split(":", 1)
+    return write_task_yaml(task, test, fewshot, out), EvalData(kind, where, n, digest, fewshot_from)
