@@ -67,22 +67,24 @@ def load_spec(
     sets: dict[str, Any] | None = None,
     flags: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Resolved spec: flags > --set > the pipeline file > its cluster file > defaults."""
+    """Resolved spec: flags > --set > the pipeline file > its cluster file > defaults.
+    `--cluster FILE` takes the place of a cluster file the pipeline names."""
     doc = cfg.load_file(pipeline)
-    doc = cfg.merge(doc, sets or {})
+    cluster = doc.get("cluster") or {}
+    if isinstance(cluster, str):  # a file, found next to the pipeline first
+        cluster = cfg.load_file(cluster_file or _relative(cluster, pipeline))
+    elif cluster_file:
+        cluster = cfg.merge(cfg.load_file(cluster_file), cluster)
+    if not isinstance(cluster, dict):
+        raise BadInput(f"{pipeline}: 'cluster' must be a mapping or a file name")
+    doc = cfg.merge({**doc, "cluster": cluster}, sets or {})
     template = doc.get("template", "pipeline")
     if template not in TEMPLATES:
         raise BadInput(f"{pipeline}: template {template!r}: use one of {', '.join(TEMPLATES)}")
     known = TOP_KEYS | set(TEMPLATES[template])
     cfg.check_keys(doc, dict.fromkeys(known), where=str(pipeline))
-    cluster = doc.get("cluster") or {}
-    base_file = cluster_file or (cluster if isinstance(cluster, str) else None)
-    if isinstance(cluster, str):
-        cluster = {}
-    if base_file:
-        cluster = cfg.merge(cfg.load_file(_relative(base_file, pipeline)), cluster)
-    cfg.check_keys(cluster, CLUSTER_DEFAULTS, where=f"{pipeline}: cluster")
-    cluster = cfg.merge(CLUSTER_DEFAULTS, cluster)
+    cfg.check_keys(doc["cluster"], CLUSTER_DEFAULTS, where=f"{pipeline}: cluster")
+    cluster = cfg.merge(CLUSTER_DEFAULTS, doc["cluster"])
     cluster.update({k: v for k, v in (flags or {}).items() if v is not None})
     spec = {k: v for k, v in TEMPLATES[template].items()}
     spec.update({k: v for k, v in doc.items() if k in TEMPLATES[template]})
@@ -97,7 +99,7 @@ def _relative(path: str | Path, pipeline: str | Path) -> Path:
     """A cluster file named in a pipeline is found next to the pipeline first."""
     p = Path(path)
     beside = Path(pipeline).parent / p
-    return beside if not p.is_absolute() and not p.exists() and beside.exists() else p
+    return beside if not p.is_absolute() and beside.exists() else p
 
 
 def render(spec: dict[str, Any], store: Path | None) -> str:
