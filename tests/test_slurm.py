@@ -48,7 +48,8 @@ def test_dry_run_renders_cluster_settings_and_records_nothing(rlctl: Runner, sql
         assert line in script
     assert "module load cuda/12.4" in script and "--tensor-parallel-size 2" in script
     assert "#SBATCH --exclusive" in script  # the rest of the pipeline's cluster file stays
-    assert "--vllm-mode server" in script and "curl -sf http://127.0.0.1:8000/health/" in script
+    assert "--vllm-mode server" in script and "curl -sf http://127.0.0.1:8000/health " in script
+    assert "rlctl serve vllm --weight-sync --model" in script
     assert subprocess.run(["bash", "-n"], input=r.stdout).returncode == 0  # valid bash
     assert sql("SELECT * FROM runs") == []
 

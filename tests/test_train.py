@@ -248,10 +248,14 @@ def test_adaptive_kl_controller_moves_beta_by_the_rule(
 @pytest.mark.parametrize(
     ("args", "msg"),
     [
-        (["--vllm-mode", "server"], "--vllm-mode server needs --vllm-server-url URL"),
+        (["--vllm-mode", "server"], "--vllm-mode server needs --vllm-endpoint latest or"),
         (
             ["--vllm-mode", "server", "--vllm-server-url", "http://127.0.0.1:9"],
-            "--vllm-server-url http://127.0.0.1:9: nothing answers there",
+            "vLLM server http://127.0.0.1:9: nothing answers there",
+        ),
+        (
+            ["--vllm-mode", "server", "--vllm-endpoint", "latest"],
+            "no running 'serve vllm' endpoint",
         ),
         (["--vllm-mode", "colocate"], "--vllm-mode colocate needs vllm in the training env"),
     ],

@@ -72,6 +72,7 @@ def served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             "float32",
             "--max-model-len",
             "512",
+            "--weight-sync",  # what GRPO's server mode needs; generation is unchanged
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -208,6 +209,30 @@ def test_in_process_vllm_backend(served: Served, tiny_model: Path, tmp_path: Pat
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     assert {x["backend"] for x in jsonl(r.stdout)} == {"vllm"}
     assert _max_delta(served, r.stdout, tiny_model, tmp_path) < 1e-4
+
+
+def test_weight_sync_endpoint_serves_what_trl_server_mode_calls(served: Served) -> None:
+    """`serve vllm --weight-sync` registers itself for `train grpo --vllm-mode server`, and
+    the server has every route TRL 1.16's VLLMClient uses (weight transfer included)."""
+    import urllib.request
+
+    from rlctl.store import Store
+    from rlctl.train.grpo import vllm_section
+
+    endpoint = served.endpoint()
+    assert endpoint["weight_sync"] is True
+    conf = {"vllm_mode": "server", "vllm_endpoint": "latest", "fp32_lm_head": False}
+    section = vllm_section(conf, Store(served.store))
+    base = endpoint["url"].removesuffix("/v1")
+    assert section == {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": base}
+    with urllib.request.urlopen(f"{base}/openapi.json", timeout=10) as r:
+        routes = set(orjson.loads(r.read())["paths"])
+    trl_client_routes = {
+        "/health", "/get_world_size", "/init_weight_transfer_engine", "/start_weight_update",
+        "/update_weights", "/finish_weight_update", "/reset_prefix_cache", "/v1/completions",
+        "/v1/chat/completions", "/v1/models",
+    }  # fmt: skip
+    assert trl_client_routes <= routes, trl_client_routes - routes
 
 
 def test_eval_with_the_in_process_vllm_backend(

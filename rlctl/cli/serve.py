@@ -23,6 +23,9 @@ Examples:
   rlctl rollout -i prompts.jsonl --backend openai --endpoint latest -n 4
   rlctl serve vllm --model Qwen/Qwen3-1.7B --tensor-parallel-size 2 --fp32-lm-head \
     -- --enable-prefix-caching
+  CUDA_VISIBLE_DEVICES=0 rlctl serve vllm --model M --weight-sync --fp32-lm-head &
+  CUDA_VISIBLE_DEVICES=1 rlctl train grpo -i latest:prompts --model M --vllm-mode server \
+    --vllm-endpoint latest --fp32-lm-head
 
 \b
 Runs until SIGINT/SIGTERM, then stops vLLM and all its processes (the run ends
@@ -41,6 +44,11 @@ $RLCTL_VLLM_PYTHON, or ./.venv-vllm (make vllm-env). Arguments after -- go to vL
 @click.option("--gpu-memory-utilization", type=float, help="Fraction of GPU memory for vLLM.")
 @click.option("--served-model-name", help="Name clients use (default: --model).")
 @click.option("--fp32-lm-head", is_flag=True, help="Compute the LM head in fp32 (head_dtype).")
+@click.option(
+    "--weight-sync",
+    is_flag=True,
+    help="Accept weight updates: the server `train grpo --vllm-mode server` generates with.",
+)
 @click.option("--python", "python", metavar="PATH", help="Python with vLLM installed.")
 @click.option(
     "--health-timeout",

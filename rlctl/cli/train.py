@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "kl_horizon": 10000,  # grpo: samples over which β reacts
     "vllm_mode": None,  # grpo: generate with vLLM: server (a `trl vllm-serve`) or colocate
     "vllm_server_url": None,  # grpo, server mode: e.g. http://node0:8000
+    "vllm_endpoint": None,  # grpo, server mode: a `serve vllm --weight-sync` run, or 'latest'
     "resume": None,  # a run id or 'latest': continue from its newest checkpoint
     "report_to": [],  # passed to TRL too: wandb, trackio, tensorboard
     "trainer": {},  # passed through to TRL's SFTConfig / DPOConfig / GRPOConfig
@@ -151,7 +152,12 @@ def dpo(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
     type=click.Choice(["server", "colocate"]),
     help="Generate with vLLM: a `trl vllm-serve` server, or an engine in each process.",
 )
-@click.option("--vllm-server-url", metavar="URL", help="server mode: the trl vllm-serve URL.")
+@click.option("--vllm-server-url", metavar="URL", help="server mode: the vLLM server's URL.")
+@click.option(
+    "--vllm-endpoint",
+    metavar="RUN",
+    help="server mode: a 'serve vllm --weight-sync' run of this store, or 'latest'.",
+)
 @_common
 def grpo(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
     """GRPO on prompt records, rewarded by the judges of `rlctl judge` (math, format, code,

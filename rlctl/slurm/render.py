@@ -46,8 +46,8 @@ TEMPLATES: dict[str, dict[str, Any]] = {
         "config": None,
         "vllm_gpus": 1,
         "vllm_port": 8000,
-        "vllm_serve": "trl vllm-serve",
-        "vllm_args": "",
+        "vllm_serve": "rlctl serve vllm --weight-sync",  # what GRPO's server mode syncs to
+        "vllm_args": "",  # e.g. --fp32-lm-head --gpu-memory-utilization 0.9
         "health_timeout": 900,
         "accelerate_config": "configs/accelerate/zero2.yaml",
         "train_args": "",

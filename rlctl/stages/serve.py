@@ -53,6 +53,9 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
+WEIGHT_TRANSFER = '{"backend": "nccl"}'
+
+
 @dataclass
 class VLLMServer:
     model: str
@@ -65,6 +68,7 @@ class VLLMServer:
     gpu_memory_utilization: float | None = None
     served_model_name: str | None = None
     fp32_lm_head: bool = False
+    weight_sync: bool = False
     extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
 
@@ -93,10 +97,17 @@ class VLLMServer:
                 cmd += [flag, str(value)]
         if self.fp32_lm_head:
             cmd += ["--hf-overrides", '{"head_dtype": "float32"}']
+        if self.weight_sync:
+            # What TRL's GRPO server mode talks to (`trl vllm-serve` runs exactly this since
+            # vLLM 0.30): the weight-transfer endpoints, and every logprob on request.
+            cmd += ["--enable-scale-out", "--weight-transfer-config", WEIGHT_TRANSFER]
+            cmd += ["--max-logprobs", "-1"]
         return cmd + self.extra
 
     def start(self, log_path: Path) -> None:
         env = dict(os.environ)
+        if self.weight_sync:
+            env["VLLM_SERVER_DEV_MODE"] = "1"  # serves the weight-update routes
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; only read by the CPU build
         log = open(log_path, "ab")  # noqa: SIM115 (the child owns it; closed when we stop)
         self.proc = subprocess.Popen(
@@ -165,6 +176,7 @@ class VLLMServer:
             "run_id": run_id,
             "fp32_lm_head": self.fp32_lm_head,
             "dtype": self.dtype,
+            "weight_sync": self.weight_sync,
         }
 
 

@@ -68,10 +68,11 @@ class SampleLog:
         self._rows = []
 
 
-def vllm_section(conf: dict[str, Any]) -> dict[str, Any]:
-    """GRPOConfig's vLLM keys for `--vllm-mode`, checked before any model loads: server mode
-    needs a live `trl vllm-serve` (its weight-sync API; vLLM's OpenAI server cannot take new
-    weights), colocate mode needs vLLM installed next to the trainer."""
+def vllm_section(conf: dict[str, Any], store: Any = None) -> dict[str, Any]:
+    """GRPOConfig's vLLM keys for `--vllm-mode`, checked before any model loads. Server mode
+    needs a vLLM server that takes weight updates: `rlctl serve vllm --weight-sync` (found by
+    `--vllm-endpoint`), or any such server by URL (`trl vllm-serve` starts the same). Colocate
+    mode needs vLLM installed next to the trainer."""
     import importlib.util
 
     from rlctl.errors import BadInput
@@ -82,16 +83,28 @@ def vllm_section(conf: dict[str, Any]) -> dict[str, Any]:
         if importlib.util.find_spec("vllm") is None:
             raise BadInput("--vllm-mode colocate needs vllm in the training environment")
         if conf.get("fp32_lm_head"):
-            log.warning("--fp32-lm-head: the colocated vLLM engine keeps its own head dtype")
+            log.warning("--fp32-lm-head: TRL's colocated vLLM engine keeps its own head dtype")
         return {"use_vllm": True, "vllm_mode": "colocate"}
     url = (conf.get("vllm_server_url") or "").rstrip("/")
+    if conf.get("vllm_endpoint"):
+        from rlctl.store.refs import find_endpoint
+
+        endpoint = find_endpoint(store, conf["vllm_endpoint"])
+        if not endpoint.get("weight_sync"):
+            raise BadInput(
+                f"the endpoint of run {endpoint['run_id']} takes no weight updates; "
+                "start it with 'rlctl serve vllm --weight-sync'"
+            )
+        url = endpoint["url"].removesuffix("/v1")
+        if conf.get("fp32_lm_head") and not endpoint.get("fp32_lm_head"):
+            log.warning("--fp32-lm-head: the server's head is not fp32 (serve --fp32-lm-head)")
+    elif url and conf.get("fp32_lm_head"):
+        log.warning("--fp32-lm-head: the server's own head dtype applies to generation")
     if not url:
-        raise BadInput("--vllm-mode server needs --vllm-server-url URL (a `trl vllm-serve`)")
+        raise BadInput("--vllm-mode server needs --vllm-endpoint latest or --vllm-server-url URL")
     if not reachable(url):
         raise BadInput(
-            f"--vllm-server-url {url}: nothing answers there; start `trl vllm-serve --model M` "
+            f"vLLM server {url}: nothing answers there; start 'rlctl serve vllm --weight-sync' "
             "first (the grpo-vllm Slurm template does, with a health wait)"
         )
-    if conf.get("fp32_lm_head"):
-        log.warning("--fp32-lm-head: `trl vllm-serve` keeps its own head dtype (no flag for it)")
     return {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": url}

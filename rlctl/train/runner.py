@@ -73,7 +73,7 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
     if kind == "grpo" and conf.get("vllm_mode"):
         from rlctl.train.grpo import vllm_section
 
-        section |= vllm_section(conf)
+        section |= vllm_section(conf, run.store)
     args = trl_config(kind, section, run.artifact_dir / "trainer")
     funcs: list[Any] = []
     if kind == "grpo":
