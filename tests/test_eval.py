@@ -232,3 +232,16 @@ def test_a_task_with_python_functions_reads_native_columns(
         "none",
         0.0,
     )
+
+
+def test_chat_template_renders_the_prompt(rlctl: Runner, sql, tiny_model: Path) -> None:
+    """--apply-chat-template: lm-eval renders through the model's template (Qwen2.5's ChatML
+    here), and the score says it did."""
+    assert rlctl("data", "pull", "gsm8k", "--sample", "--limit", "2").returncode == 0
+    run, samples = _eval(rlctl, tiny_model, "--data", "latest:data-pull", "--apply-chat-template")
+    assert all(s["prompt"].startswith("<|im_start|>") for s in samples)
+    assert all(s["prompt"].endswith("<|im_start|>assistant\n") for s in samples)
+    rows = sql(
+        f"SELECT DISTINCT apply_chat_template, fewshot_as_multiturn FROM evals WHERE run_id = '{run}'"
+    )
+    assert rows == [{"apply_chat_template": True, "fewshot_as_multiturn": True}]
