@@ -178,6 +178,19 @@ def test_eval_array_over_checkpoints(
 
 
 @pytest.mark.slow
+def test_a_job_the_controller_refuses_is_one_line(
+    rlctl: Runner, cluster: dict, tmp_path: Path
+) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text("steps: [hostname]\n")
+    r = rlctl("slurm", "submit", str(p), "--partition", "nope", extra_env=cluster)
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert "sbatch failed:" in err and "invalid partition" in err.lower()
+    assert "Traceback" not in err and r.stdout == b""
+
+
+@pytest.mark.slow
 def test_cancel_records_the_final_state(
     rlctl: Runner, cluster: dict, tmp_path: Path, store: Path
 ) -> None:

@@ -48,8 +48,15 @@ def _call(args: list[str], what: str) -> subprocess.CompletedProcess:
 
 
 def submit(script: Path) -> str:
-    """The job id (`sbatch --parsable` prints `ID` or `ID;cluster`)."""
-    r = _call([_tool("sbatch"), "--parsable", str(script)], "sbatch")
+    """The job id (`sbatch --parsable` prints `ID` or `ID;cluster`). A job the controller
+    refuses (a partition, account or limit that does not exist) is the user's to fix: exit 2;
+    a controller out of reach is a runtime failure."""
+    try:
+        r = _call([_tool("sbatch"), "--parsable", str(script)], "sbatch")
+    except RlctlError as e:
+        if "Unable to contact" in str(e):
+            raise
+        raise BadInput(f"{e}; check the cluster settings (rlctl slurm submit --dry-run)") from e
     return r.stdout.strip().split(";")[0]
 
 
