@@ -101,9 +101,10 @@ def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> 
     """Run one lm-eval task (or group): scores to the store, per-sample outputs as rollouts."""
     from rlctl.net import prefer_offline_hub
     from rlctl.stages.eval_tasks import find_task, no_data_message
-    from rlctl.stages.evaluate import DEFAULTS, parse_gen_kwargs
+    from rlctl.stages.evaluate import DEFAULTS, parse_gen_kwargs, settle
 
     conf = resolve_config(ctx, DEFAULTS)
+    settle(conf)
     store = get_store(ctx)
     if conf["backend"] == "openai":
         resolve_endpoint(store, conf)
@@ -210,12 +211,7 @@ def _run(
             run.metric(f"{s['task']}/{s['metric']},{s['filter']}", s["value"])
     n = emit(
         run,
-        sample_records(
-            {"samples": samples, "configs": results.get("configs", {})},
-            model,
-            conf["backend"],
-            data,
-        ),
+        sample_records(samples, results.get("configs", {}), model, conf["backend"], data),
         "rollout",
         name="samples",
         output=output,

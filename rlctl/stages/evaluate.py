@@ -47,6 +47,15 @@ DEFAULTS: dict[str, Any] = {
 DEFAULT_MAX_GEN_TOKS = 256
 
 
+def settle(conf: dict[str, Any]) -> None:
+    """Fill in what defaults to other settings, once, so the run's config and every score say
+    what lm-eval actually did: few-shot turns follow the chat template unless set."""
+    conf["apply_chat_template"] = bool(conf["apply_chat_template"])
+    if conf["fewshot_as_multiturn"] is None:
+        conf["fewshot_as_multiturn"] = conf["apply_chat_template"]
+    conf["fewshot_as_multiturn"] = bool(conf["fewshot_as_multiturn"])
+
+
 def quiet_lm_eval() -> None:
     """lm-eval logs every task config at INFO; rlctl's own lines say what matters. `--debug`
     brings them back."""
@@ -156,16 +165,14 @@ def evaluate(task: str, manager: Any, lm: Any, conf: dict[str, Any]) -> dict[str
 
     if conf["allow_code_eval"]:
         os.environ["HF_ALLOW_CODE_EVAL"] = "1"
-    chat = bool(conf["apply_chat_template"])
-    multiturn = conf["fewshot_as_multiturn"]
     results = lm_eval.simple_evaluate(
         model=lm,
         tasks=[task],
         num_fewshot=conf["shots"],
         limit=conf["limit"],
         log_samples=True,
-        apply_chat_template=chat,
-        fewshot_as_multiturn=chat if multiturn is None else bool(multiturn),
+        apply_chat_template=conf["apply_chat_template"],
+        fewshot_as_multiturn=conf["fewshot_as_multiturn"],
         system_instruction=conf["system_instruction"],
         gen_kwargs=parse_gen_kwargs(conf["gen_kwargs"]) or None,
         task_manager=manager,
@@ -193,8 +200,6 @@ def score_records(
 
     version = getattr(lm_eval, "__version__", "")
     gen = parse_gen_kwargs(conf["gen_kwargs"])
-    chat = bool(conf["apply_chat_template"])
-    multiturn = conf["fewshot_as_multiturn"]
     out = []
     for task, row in results["results"].items():
         cfg = results.get("configs", {}).get(task, {})
@@ -218,8 +223,8 @@ def score_records(
                     "model": model,
                     "backend": conf["backend"],
                     "lm_eval_version": version,
-                    "apply_chat_template": chat,
-                    "fewshot_as_multiturn": chat if multiturn is None else bool(multiturn),
+                    "apply_chat_template": conf["apply_chat_template"],
+                    "fewshot_as_multiturn": conf["fewshot_as_multiturn"],
                     "max_gen_toks": max_toks,
                     "gen_kwargs": gen or None,
                     "limit": conf["limit"],
@@ -243,12 +248,16 @@ def _reference(doc: dict[str, Any], target: Any) -> Any:
 
 
 def sample_records(
-    results: dict[str, Any], model: str, backend: str, data: EvalData
+    samples: dict[str, list[dict[str, Any]]],
+    configs: dict[str, Any],
+    model: str,
+    backend: str,
+    data: EvalData,
 ) -> Iterator[dict[str, Any]]:
     """lm-eval logs one entry per (document, filter); a rollout record is one per document and
     repeat, with every filter's extracted answer and metric in `meta.lm_eval`."""
-    for task, entries in (results.get("samples") or {}).items():
-        cfg = results.get("configs", {}).get(task, {})
+    for task, entries in samples.items():
+        cfg = configs.get(task, {})
         generative = cfg.get("output_type") == "generate_until"
         by_doc: dict[int, list[dict[str, Any]]] = {}
         for e in entries:
