@@ -46,6 +46,25 @@ def test_mask_beta_and_loss_by_hand() -> None:
     assert margins.grad.tolist()[0] == 0 and margins.grad.tolist()[3] == 0  # dropped: no gradient
 
 
+def test_two_processes_choose_and_weigh_as_one_on_the_joint_batch() -> None:
+    """Each process sees every margin (gathered) and its own at an offset: the same seeded
+    draw keeps the same pairs everywhere, β is the same, and the average of the two local
+    losses (what DDP's gradient average optimises) is the one-process loss, gradients too."""
+    joint = torch.randn(8, generator=torch.Generator().manual_seed(5)) * 3
+    one = joint.clone().requires_grad_(True)
+    loss, info = BetaDPOLoss(rho=0.5, seed=2)(one)
+    loss.backward()
+    halves = [joint[:4].clone().requires_grad_(True), joint[4:].clone().requires_grad_(True)]
+    parts = [BetaDPOLoss(rho=0.5, seed=2)(h, joint, offset=4 * i) for i, h in enumerate(halves)]
+    assert [p[1]["beta"] for p in parts] == [info["beta"]] * 2
+    assert torch.equal(torch.cat([p[1]["mask"] for p in parts]), info["mask"])
+    assert sum(int(p[1]["mask"].sum()) for p in parts) == info["kept"] == 4
+    ddp = (parts[0][0] + parts[1][0]) / 2
+    assert float(ddp) == pytest.approx(float(loss), rel=1e-6)
+    ddp.backward()
+    assert torch.cat([h.grad for h in halves]).tolist() == pytest.approx(one.grad.tolist())
+
+
 def test_beta_is_clamped_and_not_differentiated() -> None:
     loss_fn = BetaDPOLoss(beta0=0.1, rho=0.0, alpha=100.0)
     margins = torch.tensor([-5.0, -5.0], requires_grad=True)

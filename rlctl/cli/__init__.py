@@ -111,6 +111,8 @@ def setup_logging(debug: bool) -> None:
 def _fail(message: str, code: int) -> int:
     if _state["debug"]:
         traceback.print_exc()
+    if code == 2 and os.environ.get("RANK", "0") != "0":
+        return code  # another rank of a distributed job: rank 0 says the same line once
     sys.stderr.write(f"rlctl: error: {message}\n")
     return code
 

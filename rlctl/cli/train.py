@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,7 +17,10 @@ from rlctl.cli.common import (
     resolve_config,
 )
 from rlctl.errors import BadInput
-from rlctl.store import Run
+from rlctl.store import Run, Store
+
+if TYPE_CHECKING:
+    from rlctl.train.ranks import Ranks
 
 log = logging.getLogger("rlctl")
 
@@ -91,7 +94,8 @@ def train() -> None:
 def _run(ctx: click.Context, kind: str, inputs: tuple[str, ...]) -> None:
     from rlctl.cli.common import guard_stdout
     from rlctl.train.data import dpo_rows, grpo_rows, sft_rows
-    from rlctl.train.runner import train as run_training
+    from rlctl.train.ranks import Ranks
+    from rlctl.train.runner import fit, prepare, setup
 
     conf = resolve_config(ctx, DEFAULTS, open_sections=["trainer"])
     if not conf["model"]:
@@ -109,17 +113,40 @@ def _run(ctx: click.Context, kind: str, inputs: tuple[str, ...]) -> None:
         conf["trainer"] = {**conf["trainer"], "report_to": list(conf["report_to"])}
     guard_stdout()  # transformers prints its logs to stdout; ours carries records only
     store = get_store(ctx)
+    ranks = Ranks.start(kind, conf["trainer"])
+    if not ranks.is_main:
+        _follow(store, kind, conf, ranks)
+        return
     with Run(store, command_name(ctx), config=conf, seed=conf["trainer"].get("seed", 0)) as run:
-        reader = open_inputs(store, run, inputs, "pair" if "dpo" in kind else "prompt")
-        located = reader.located()
-        if kind == "sft":
-            rows = sft_rows(located, conf["target"])
-        elif kind == "grpo":
-            rows = grpo_rows(located)
-        else:
-            rows = dpo_rows(located)
-        out = run_training(run, kind, conf, rows)
+        try:
+            reader = open_inputs(store, run, inputs, "pair" if "dpo" in kind else "prompt")
+            located = reader.located()
+            if kind == "sft":
+                rows = sft_rows(located, conf["target"])
+            elif kind == "grpo":
+                rows = grpo_rows(located)
+            else:
+                rows = dpo_rows(located)
+            job = prepare(run, kind, conf, rows)
+            built = setup(run, kind, conf, job)
+        except BaseException as e:
+            ranks.share(getattr(e, "exit_code", 1))  # the other ranks stop; this one says why
+            raise
+        ranks.share(job)
+        out = fit(run, kind, conf, job, built)
     log.info("%s checkpoint -> %s (run %s)", kind, out, run.run_id)
+
+
+def _follow(store: Store, kind: str, conf: dict[str, Any], ranks: Ranks) -> None:
+    """Rank k > 0 of a distributed job: train what rank 0 read, into rank 0's run."""
+    from rlctl.train.ranks import RankView
+    from rlctl.train.runner import fit, setup
+
+    job = ranks.share()
+    if isinstance(job, int):
+        raise click.exceptions.Exit(job)  # rank 0 failed before training and said why
+    with RankView(store, job.run_id) as view:
+        fit(view, kind, conf, job, setup(view, kind, conf, job))
 
 
 @train.command("sft", epilog=EPILOG)

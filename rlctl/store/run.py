@@ -170,7 +170,7 @@ class Run:
         self.save()
         (self.dir / "heartbeat").touch()
         threading.Thread(target=self._heartbeat, name="rlctl-heartbeat", daemon=True).start()
-        self._install_signal_handlers()
+        self._old_handlers = trap_signals()
         log.debug("run %s started in %s", self.run_id, self.dir)
         return self
 
@@ -181,7 +181,7 @@ class Run:
         tb: TracebackType | None,
     ) -> None:
         self._stop.set()
-        self._restore_signal_handlers()
+        restore_signals(self._old_handlers)
         if exc is None:
             status, error = "ok", None
         elif isinstance(exc, RunInterrupted):
@@ -284,22 +284,28 @@ class Run:
             except OSError:
                 return
 
-    def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for name in _SIGNALS:
-            sig = getattr(signal, name, None)
-            if sig is not None:
-                self._old_handlers[sig] = signal.signal(sig, _raise_interrupted)
-
-    def _restore_signal_handlers(self) -> None:
-        for sig, handler in self._old_handlers.items():
-            signal.signal(sig, handler)
-        self._old_handlers.clear()
-
 
 def _tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def trap_signals() -> dict[int, Any]:
+    """SIGTERM, SIGINT and SIGHUP raise RunInterrupted, so a run (or any rank of a distributed
+    one) can save what it has and say how it ended; returns the handlers it replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    old = {}
+    for name in _SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            old[sig] = signal.signal(sig, _raise_interrupted)
+    return old
+
+
+def restore_signals(old: dict[int, Any]) -> None:
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
+    old.clear()
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:

@@ -4,7 +4,7 @@ Per batch of N pairs:
   M_i  = (log πθ − log πref)(y_w) − (log πθ − log πref)(y_l)          (the margin, without β)
   M0, σ ← momentum · (M0, σ) + (1 − momentum) · (mean M, std M)         (gathered over processes)
   w_i  = exp(−½ ((M_i − M0) / σ)²)                                      (Gaussian weight)
-  keep ⌊N (1 − ρ)⌋ pairs, sampled without replacement ∝ w (seeded)
+  keep ⌊N (1 − ρ)⌋ pairs, sampled without replacement ∝ w (seeded)     (N: the global batch)
   β    = β0 · (1 + α (mean(M_kept) − M0)), clamped ≥ 1e-3, not differentiated
   loss = mean over kept pairs of −log σ(β · M_i)
 
@@ -54,40 +54,48 @@ class BetaDPOLoss:
         self.stats = MarginStats(self.momentum)
         self._generator: Any = None
 
-    def __call__(self, margins: Any, all_margins: Any | None = None) -> tuple[Any, dict[str, Any]]:
-        """(loss, info). `margins` carry gradients; `all_margins` are every process's (for
-        the statistics), defaulting to the local batch."""
+    def __call__(
+        self, margins: Any, all_margins: Any | None = None, offset: int = 0
+    ) -> tuple[Any, dict[str, Any]]:
+        """(loss, info). `margins` carry gradients; `all_margins` are every process's batch
+        (this one's at `offset`), defaulting to the local batch. The pairs are chosen from
+        the whole global batch with the same seeded draw on every process, so β is the same
+        everywhere and N processes train exactly as one process on their joint batch would:
+        the local loss is scaled so that DDP's gradient average is the mean over all kept
+        pairs."""
         import torch
         import torch.nn.functional as F
 
-        detached = margins.detach().float()
-        m0, sigma = self.stats.update(
-            detached if all_margins is None else all_margins.detach().float()
-        )
-        weights = torch.exp(-0.5 * ((detached - m0) / max(sigma, 1e-8)) ** 2)
         n = margins.numel()
-        keep_n = max(1, int(n * (1 - self.rho)))
-        if keep_n >= n:
-            kept = torch.arange(n, device=margins.device)
+        everyone = (margins if all_margins is None else all_margins).detach().float()
+        m0, sigma = self.stats.update(everyone)
+        weights = torch.exp(-0.5 * ((everyone - m0) / max(sigma, 1e-8)) ** 2)
+        total = everyone.numel()
+        keep_n = max(1, int(total * (1 - self.rho)))
+        mask = torch.zeros(total, dtype=torch.bool, device=margins.device)
+        if keep_n >= total:
+            mask[:] = True
         else:
             if self._generator is None:
                 self._generator = torch.Generator(device="cpu").manual_seed(self.seed)
             probs = weights.cpu() + 1e-12  # all-zero weights would make multinomial refuse
             kept = torch.multinomial(probs, keep_n, replacement=False, generator=self._generator)
-            kept = kept.sort().values.to(margins.device)
-        kept_margins = margins[kept]
-        beta = self.beta0 * (1 + self.alpha * (float(kept_margins.detach().float().mean()) - m0))
+            mask[kept.to(margins.device)] = True
+        beta = self.beta0 * (1 + self.alpha * (float(everyone[mask].mean()) - m0))
         beta = max(beta, BETA_MIN)
-        loss = -F.logsigmoid(beta * kept_margins).mean()
-        mask = torch.zeros(n, dtype=torch.bool, device=margins.device)
-        mask[kept] = True
+        local = mask[offset : offset + n]
+        share = total / n  # the number of processes, when their batches are equal
+        # mean over every process's kept pairs, once DDP averages the processes' gradients;
+        # `margins.sum() * 0` keeps the graph (and DDP's all-reduce) when none is kept here
+        loss = -F.logsigmoid(beta * margins[local]).sum() * share / keep_n + margins.sum() * 0
         info = {
             "beta": beta,
             "kept": int(keep_n),
-            "mask": mask,
-            "weights": weights,
-            "margin_mean": float(detached.mean()),
-            "margin_std": float(detached.std(unbiased=False)) if n > 1 else 0.0,
+            "mask": local,
+            "all_mask": mask,
+            "weights": weights[offset : offset + n],
+            "margin_mean": float(everyone.mean()),
+            "margin_std": float(everyone.std(unbiased=False)) if total > 1 else 0.0,
             "m0": m0,
             "sigma": sigma,
         }
@@ -144,7 +152,8 @@ def make_trainer_class() -> type:
             chosen, rejected = self._logratios(model, inputs)
             margins = chosen - rejected
             all_margins = self.accelerator.gather(margins.detach())
-            loss, info = self.beta_dpo(margins, all_margins)
+            offset = self.accelerator.process_index * margins.numel()
+            loss, info = self.beta_dpo(margins, all_margins, offset)
             for key in ("beta", "kept", "margin_mean", "margin_std", "m0", "sigma"):
                 self._metrics[mode][f"beta_dpo/{key}"].append(float(info[key]))
             rewards_c, rewards_r = info["beta"] * chosen.detach(), info["beta"] * rejected.detach()
@@ -152,9 +161,9 @@ def make_trainer_class() -> type:
             self._metrics[mode]["rewards/accuracies"].append(
                 float((rewards_c > rewards_r).float().mean())
             )
-            if mode == "train":
-                step = self.state.global_step
-                for m, kept in zip(margins.detach().tolist(), info["mask"].tolist(), strict=True):
+            if mode == "train" and self.accelerator.is_main_process:
+                step = self.state.global_step  # every process's pairs, logged once
+                for m, kept in zip(all_margins.tolist(), info["all_mask"].tolist(), strict=True):
                     self.margin_log.append(
                         {"step": step, "margin": m, "kept": kept, "beta": info["beta"]}
                     )

@@ -10,6 +10,7 @@ from typing import Any
 from rlctl.backends.judges import parse_spec, reward_function
 from rlctl.backends.judges.base import completion_text
 from rlctl.records import RecordWriter
+from rlctl.train.ranks import gather_lists
 
 log = logging.getLogger("rlctl")
 
@@ -17,10 +18,11 @@ log = logging.getLogger("rlctl")
 class SampleLog:
     """Wraps the reward functions: the first one's call also records the prompts and
     completions; each adds its rewards; the rows of every `every`-th step are written, with
-    `reward` the weighted sum TRL optimises."""
+    `reward` the weighted sum TRL optimises. In a distributed job each rank scores its own
+    share of the completions; the rows are gathered so rank 0 writes them all."""
 
-    def __init__(self, writer: RecordWriter, every: int = 1) -> None:
-        self.writer = writer  # a run artifact: published (or set aside) when the run ends
+    def __init__(self, writer: RecordWriter | None, every: int = 1) -> None:
+        self.writer = writer  # a run artifact (published when the run ends); None off rank 0
         self.every = max(1, every)
         self.trainer: Any = None
         self._rows: list[dict[str, Any]] = []
@@ -42,16 +44,20 @@ class SampleLog:
         def observed(completions: list[Any], prompts: list[Any] | None = None, **kw: Any) -> list:
             rewards = fn(completions, prompts=prompts, **kw)
             step = self.trainer.state.global_step + 1 if self.trainer is not None else 0
-            if step % self.every == 0 or step == 1:
+            if step % self.every == 0 or step == 1:  # the same on every rank: TRL's step
                 if first:
                     self.flush()
-                    self._rows = [
-                        {"step": step, "prompt": p, "completion": completion_text(c), "rewards": {}}
-                        for p, c in zip(
-                            prompts or [""] * len(completions), completions, strict=True
-                        )
-                    ]
-                for row, r in zip(self._rows, rewards, strict=False):
+                    self._rows = gather_lists(
+                        [
+                            {"step": step, "prompt": p, "completion": completion_text(c)}
+                            for p, c in zip(
+                                prompts or [""] * len(completions), completions, strict=True
+                            )
+                        ]
+                    )
+                    for row in self._rows:
+                        row["rewards"] = {}
+                for row, r in zip(self._rows, gather_lists(list(rewards)), strict=False):
                     row["rewards"][name] = r
             return rewards
 
@@ -60,7 +66,7 @@ class SampleLog:
 
     def flush(self) -> None:
         """Write the rows held for the current step, with their weighted reward."""
-        for row in self._rows:
+        for row in self._rows if self.writer is not None else []:
             decided = [self.weights[k] * v for k, v in row["rewards"].items() if v is not None]
             row["reward"] = sum(decided) if decided else None
             row["id"] = f"step{row['step']}"

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rlctl.errors import BadInput, RunInterrupted
 from rlctl.store import Run
+from rlctl.train.ranks import Job, RankView
 
 TRAINERS = ("sft", "dpo", "beta-dpo", "grpo")
 
@@ -18,8 +20,12 @@ TRAINERS = ("sft", "dpo", "beta-dpo", "grpo")
 def trl_config(kind: str, section: dict[str, Any], output_dir: Path) -> Any:
     """TRL's config dataclass, with CPU-safe defaults, from the `trainer:` section; an
     unknown key is one line with a "did you mean" (before any model is loaded)."""
+    import warnings
+
     import torch
     from trl import DPOConfig, GRPOConfig, SFTConfig
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations inside TRL itself
 
     cls = {"sft": SFTConfig, "grpo": GRPOConfig}.get(kind, DPOConfig)
     names = {f.name for f in dataclasses.fields(cls)}
@@ -49,22 +55,9 @@ def trl_config(kind: str, section: dict[str, Any], output_dir: Path) -> Any:
         raise BadInput(f"trainer: {str(e).splitlines()[0]}") from e
 
 
-def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
-    """Train, save the final checkpoint as an artifact, return its path. Everything that can
-    be wrong with the config or the rewards fails before the model is loaded."""
-    import warnings
-
-    import datasets
-    from datasets import Dataset
-
-    from rlctl.backends.generation import quiet_transformers
-    from rlctl.backends.generation.hf import load_causal_lm
-    from rlctl.train.callbacks import StoreMetrics
-
-    quiet_transformers()
-    datasets.disable_progress_bars()
-    warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations inside TRL itself
-    out = run.artifact_dir / "checkpoint"
+def prepare(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]]) -> Job:
+    """Rank 0's part before any model loads: the trainer section resolved (vLLM server found,
+    fp32 head, β) and the checkpoint `--resume` names, both read from the store."""
     section = dict(conf.get("trainer") or {})
     if kind == "grpo" and conf["fp32_lm_head"]:
         section["cast_lm_head_to_fp32"] = True  # TRL's own, on policy and reference
@@ -74,24 +67,55 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
         from rlctl.train.grpo import vllm_section
 
         section |= vllm_section(conf, run.store)
-    args = trl_config(kind, section, run.artifact_dir / "trainer")
+    return Job(run.run_id, rows, section, _resume_from(run, conf.get("resume")))
+
+
+@dataclass
+class Setup:
+    """TRL's config and the GRPO reward functions, built on every rank."""
+
+    args: Any
+    funcs: list[Any]
+    samples: Any  # grpo: the SampleLog that wraps the reward functions
+
+
+def setup(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job) -> Setup:
+    """Everything that can be wrong with the config or the rewards fails here, before the
+    model is loaded (on rank 0 of a distributed job, before the others are told to start)."""
+    args = trl_config(kind, job.section, run.artifact_dir / "trainer")
     funcs: list[Any] = []
+    samples = None
     if kind == "grpo":
         from rlctl.train.grpo import SampleLog
 
-        # Judges are built here, before the model: a reward that does not exist is one line.
-        samples = SampleLog(run.artifact("samples", "train_sample"), every=int(conf["log_every"]))
+        writer = run.artifact("samples", "train_sample") if isinstance(run, Run) else None
+        samples = SampleLog(writer, every=int(conf["log_every"]))
         funcs, args.reward_weights = samples.wrap(conf["reward"], conf)
         if conf.get("kl_target") and not args.beta:
             raise BadInput("--kl-target needs a KL term: set --init-kl-coef (> 0)")
-    resume = _resume_from(run, conf.get("resume"))
+    return Setup(args, funcs, samples)
+
+
+def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: Setup) -> Path:
+    """Train, save the final checkpoint (an artifact of rank 0's run), return its path."""
+    import datasets
+    from datasets import Dataset
+
+    from rlctl.backends.generation import quiet_transformers
+    from rlctl.backends.generation.hf import load_causal_lm
+    from rlctl.train.callbacks import StoreMetrics
+
+    quiet_transformers()
+    datasets.disable_progress_bars()
+    out = run.artifact_dir / "checkpoint"
+    args, samples = built.args, built.samples
     own_head = conf["fp32_lm_head"] and kind != "grpo"  # GRPO: TRL's cast_lm_head_to_fp32
     model, tok = load_causal_lm(conf["model"], "float32" if args.use_cpu else "auto", own_head)
     run.add_input(conf["model"], via="model")
     common = {
         "model": model,
         "args": args,
-        "train_dataset": Dataset.from_list(rows),
+        "train_dataset": Dataset.from_list(job.rows),
         "processing_class": tok,
     }
     if kind == "sft":
@@ -105,7 +129,7 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
     elif kind == "grpo":
         from trl import GRPOTrainer
 
-        trainer = GRPOTrainer(**common, reward_funcs=funcs)
+        trainer = GRPOTrainer(**common, reward_funcs=built.funcs)
         samples.trainer = trainer
         if conf.get("kl_target"):
             from rlctl.train.callbacks import AdaptiveKL
@@ -124,19 +148,20 @@ def train(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]])
         enable_fp32_lm_head(trainer.ref_model)
     trainer.add_callback(StoreMetrics(run))
     try:
-        trainer.train(resume_from_checkpoint=resume)
+        trainer.train(resume_from_checkpoint=job.resume)
     except RunInterrupted:
         # SIGINT/SIGTERM: a full checkpoint (optimizer, scheduler, RNG) that --resume continues
         trainer._save_checkpoint(trainer.model, trial=None)
         raise
     finally:
-        if kind == "grpo":
+        if samples is not None:
             samples.flush()
-    trainer.save_model(str(out))
-    tok.save_pretrained(out)
-    run.register_path("checkpoint", "model", out)
-    if kind == "beta-dpo":
-        _margin_log(run, trainer.margin_log)
+    trainer.save_model(str(out))  # every rank: FSDP and ZeRO-3 gather the shards collectively
+    if isinstance(run, Run):  # rank 0 records the run
+        tok.save_pretrained(out)
+        run.register_path("checkpoint", "model", out)
+        if kind == "beta-dpo":
+            _margin_log(run, trainer.margin_log)
     return out
 
 
