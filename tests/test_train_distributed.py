@@ -98,3 +98,44 @@ def test_bad_input_on_rank_0_stops_every_rank_with_one_line(
     errors = [x for x in r.stderr.decode().splitlines() if x.startswith("rlctl: error:")]
     assert len(errors) == 1 and "field 'chosen'" in errors[0], r.stderr
     assert [x["status"] for x in _runs(sql, "train dpo")] == ["failed"]
+
+
+def test_sigint_stops_every_rank_at_a_step_end_with_one_checkpoint(
+    env: dict, rlctl: Runner, sql, tiny_model: Path, tmp_path: Path
+) -> None:
+    """torchrun forwards SIGINT to both ranks: they finish the step, save one checkpoint
+    together (each rank's RNG state in it) and stop; `--resume` under torchrun continues."""
+    import signal
+    import subprocess
+    import time
+
+    r = rlctl("data", "pull", "gsm8k", "--sample", "--limit", "8", "-o", "p.jsonl")
+    assert r.returncode == 0, r.stderr
+    train = f"train sft -i p.jsonl --target meta.solution --model {tiny_model}"
+    proc = subprocess.Popen(
+        f"exec {TORCHRUN} {train} --max-steps 1000 --set trainer.save_steps=1000",
+        shell=True,
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not sql("SELECT step FROM metrics WHERE name = 'loss' AND step >= 3 LIMIT 1"):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=120)[1].decode()
+    (run,) = sql("SELECT run_id, status, error FROM runs WHERE command = 'train sft'")
+    assert (run["status"], run["error"]) == ("interrupted", "SIGINT"), stderr
+    stopped = max(x["step"] for x in sql("SELECT step FROM metrics WHERE name = 'loss'"))
+    ckpt = tmp_path / "store" / "artifacts" / run["run_id"] / "trainer" / f"checkpoint-{stopped}"
+    assert {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt"} <= {
+        p.name for p in ckpt.iterdir()
+    }
+    r = rlctl(shell=f"{TORCHRUN} {train} --max-steps {stopped + 2} --resume latest")
+    assert r.returncode == 0, r.stderr
+    steps = sql(
+        f"SELECT step FROM metrics WHERE name = 'loss' AND run_id != '{run['run_id']}' ORDER BY 1"
+    )
+    assert [x["step"] for x in steps] == [stopped + 1, stopped + 2]

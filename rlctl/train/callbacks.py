@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from numbers import Number
+from types import FrameType
 from typing import Any
 
 from transformers import TrainerCallback
 
+from rlctl.errors import RunInterrupted
 from rlctl.store import Run
+from rlctl.store.run import restore_signals, trap_signals
+from rlctl.train.ranks import RankView
+
+log = logging.getLogger("rlctl")
 
 
 class StoreMetrics(TrainerCallback):
     """Every logged scalar becomes a metric event (step, name, value) of the run, so
     `rlctl runs tail RUN -f` and `SELECT ... FROM metrics` follow training live."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run | RankView) -> None:
         self.run = run
 
     def on_log(
@@ -30,7 +40,7 @@ class AdaptiveKL(TrainerCallback):
     step, β ← β · (1 + clip(KL / target − 1, −0.2, 0.2) · n / horizon), n = samples in the
     step. It adjusts the trainer's own `beta` (which TRL reads in every loss), never to 0."""
 
-    def __init__(self, trainer: Any, run: Run, target: float, horizon: float) -> None:
+    def __init__(self, trainer: Any, run: Run | RankView, target: float, horizon: float) -> None:
         self.trainer, self.run = trainer, run
         self.target, self.horizon = target, horizon
 
@@ -44,3 +54,47 @@ class AdaptiveKL(TrainerCallback):
         error = min(max(float(kl) / self.target - 1.0, -0.2), 0.2)
         self.trainer.beta = max(self.trainer.beta * (1.0 + error * n / self.horizon), 1e-8)
         self.run.metric("kl_coef", self.trainer.beta, step=state.global_step)
+
+
+class StopOnSignal(TrainerCallback):
+    """SIGINT, SIGTERM or SIGHUP while training: the step in flight finishes, the trainer
+    saves a full checkpoint (optimizer, scheduler, RNG, data position) the normal way, and
+    training stops; a second signal stops at once. Stopping at a step boundary is what makes
+    this safe with several processes: a rank interrupted inside a collective would leave the
+    others waiting, and FSDP and ZeRO save collectively. So every rank learns at each step end
+    whether any rank was signalled (one tiny all-reduce), and they all stop together."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.code = 0
+
+    @contextmanager
+    def armed(self) -> Iterator[StopOnSignal]:
+        previous = trap_signals()  # the run's handlers, which stop at once
+        restore_signals(dict.fromkeys(previous, self._on_signal))
+        try:
+            yield self
+        finally:
+            restore_signals(previous)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.reason is not None:
+            raise RunInterrupted(name, 128 + signum)
+        self.reason, self.code = name, 128 + signum
+        log.warning("%s: saving a checkpoint after this step (send it again to stop now)", name)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        stop = self.reason is not None
+        if args.world_size > 1:
+            import torch
+            import torch.distributed as dist
+
+            flag = torch.tensor([int(stop)], device=args.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        if stop:
+            if self.reason is None:
+                self.reason, self.code = "a signal to another rank", 130
+            control.should_save = True
+            control.should_training_stop = True

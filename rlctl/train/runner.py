@@ -103,7 +103,7 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
 
     from rlctl.backends.generation import quiet_transformers
     from rlctl.backends.generation.hf import load_causal_lm
-    from rlctl.train.callbacks import StoreMetrics
+    from rlctl.train.callbacks import StopOnSignal, StoreMetrics
 
     quiet_transformers()
     datasets.disable_progress_bars()
@@ -147,15 +147,22 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
 
         enable_fp32_lm_head(trainer.ref_model)
     trainer.add_callback(StoreMetrics(run))
+    stop = StopOnSignal()
+    trainer.add_callback(stop)
     try:
-        trainer.train(resume_from_checkpoint=job.resume)
+        with stop.armed():
+            trainer.train(resume_from_checkpoint=job.resume)
     except RunInterrupted:
-        # SIGINT/SIGTERM: a full checkpoint (optimizer, scheduler, RNG) that --resume continues
-        trainer._save_checkpoint(trainer.model, trial=None)
+        # a second signal: one process saves what it has now; ranks of a distributed job
+        # cannot (the others may be inside a collective), their last step-end save stands
+        if args.world_size == 1:
+            trainer._save_checkpoint(trainer.model, trial=None)
         raise
     finally:
         if samples is not None:
             samples.flush()
+    if stop.reason is not None:  # stopped at a step end; the trainer saved checkpoint-N
+        raise RunInterrupted(stop.reason, stop.code)
     trainer.save_model(str(out))  # every rank: FSDP and ZeRO-3 gather the shards collectively
     if isinstance(run, Run):  # rank 0 records the run
         tok.save_pretrained(out)
