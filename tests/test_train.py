@@ -269,6 +269,20 @@ def test_vllm_modes_fail_before_the_model(rlctl: Runner, args: list[str], msg: s
     assert msg in r.stderr.decode().strip().splitlines()[-1]
 
 
+def test_vllm_server_mode_on_a_cpu_fails_before_the_model(rlctl: Runner) -> None:
+    """A server answers, but this trainer has no GPU for TRL's NCCL weight transfer."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        url = f"http://127.0.0.1:{srv.getsockname()[1]}"
+        r = rlctl(
+            shell="$RLCTL data pull gsm8k --sample --limit 4 | $RLCTL train grpo "
+            f"--model ./missing --vllm-mode server --vllm-server-url {url}"
+        )
+    assert r.returncode == 2, r.stderr.decode()
+    assert "--vllm-mode server needs a CUDA GPU" in r.stderr.decode().strip().splitlines()[-1]
+
+
 def test_vllm_server_mode_reaches_grpo_config(tmp_path: Path) -> None:
     """The flags become TRL's own GRPOConfig keys (a live socket stands in for the server's
     port: what is checked is that rlctl finds it and passes its URL on)."""

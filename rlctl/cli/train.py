@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "init_kl_coef": None,  # grpo: starting β of the KL term (trainer.beta)
     "kl_target": None,  # grpo: adaptive KL controller target; off when unset
     "kl_horizon": 10000,  # grpo: samples over which β reacts
-    "vllm_mode": None,  # grpo: generate with vLLM: server (a `trl vllm-serve`) or colocate
+    "vllm_mode": None,  # grpo, CUDA only: generate with vLLM, server or colocate
     "vllm_server_url": None,  # grpo, server mode: e.g. http://node0:8000
     "vllm_endpoint": None,  # grpo, server mode: a `serve vllm --weight-sync` run, or 'latest'
     "resume": None,  # a run id or 'latest': continue from its newest checkpoint
@@ -177,7 +177,7 @@ def dpo(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
 @click.option(
     "--vllm-mode",
     type=click.Choice(["server", "colocate"]),
-    help="Generate with vLLM: a `trl vllm-serve` server, or an engine in each process.",
+    help="Generate with vLLM (CUDA): a 'serve vllm --weight-sync' server, or an engine per process.",
 )
 @click.option("--vllm-server-url", metavar="URL", help="server mode: the vLLM server's URL.")
 @click.option(

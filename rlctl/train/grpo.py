@@ -114,3 +114,23 @@ def vllm_section(conf: dict[str, Any], store: Any = None) -> dict[str, Any]:
             "first (the grpo-vllm Slurm template does, with a health wait)"
         )
     return {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": url}
+
+
+def require_gpu(mode: str) -> None:
+    """Both vLLM modes move the policy's weights into vLLM every step, which only works on
+    CUDA: say so before the model loads, not minutes later from inside TRL or vLLM."""
+    import torch
+
+    from rlctl.errors import BadInput
+
+    if torch.cuda.is_available():
+        return
+    if mode == "server":
+        raise BadInput(
+            "--vllm-mode server needs a CUDA GPU on the trainer: TRL sends the weights to the "
+            "server over NCCL. On a CPU, leave out --vllm-mode (transformers generates)"
+        )
+    raise BadInput(
+        "--vllm-mode colocate needs a CUDA GPU: vLLM's CPU backend repacks its linear weights "
+        "after loading, so TRL cannot update them. On a CPU, leave out --vllm-mode"
+    )

@@ -64,9 +64,10 @@ def prepare(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]
     if kind == "grpo" and conf.get("init_kl_coef") is not None:
         section["beta"] = float(conf["init_kl_coef"])
     if kind == "grpo" and conf.get("vllm_mode"):
-        from rlctl.train.grpo import vllm_section
+        from rlctl.train.grpo import require_gpu, vllm_section
 
         section |= vllm_section(conf, run.store)
+        require_gpu(conf["vllm_mode"])
     return Job(run.run_id, rows, section, _resume_from(run, conf.get("resume")))
 
 
