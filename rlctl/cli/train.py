@@ -177,7 +177,7 @@ def dpo(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
 @click.option(
     "--vllm-mode",
     type=click.Choice(["server", "colocate"]),
-    help="Generate with vLLM (CUDA): a 'serve vllm --weight-sync' server, or an engine per process.",
+    help="Generate with vLLM (CUDA): a 'serve vllm --weight-sync' server, or in-process.",
 )
 @click.option("--vllm-server-url", metavar="URL", help="server mode: the vLLM server's URL.")
 @click.option(
