@@ -212,3 +212,35 @@ def test_cancel_records_the_final_state(
     assert run["slurm"]["state"] == "CANCELLED" and run["status"] == "ok"
     r = rlctl("slurm", "status", "--json", extra_env=cluster)
     assert [x["state"] for x in jsonl(r.stdout)] == ["CANCELLED"]
+
+
+@pytest.mark.slow
+def test_graceful_cancel_checkpoints_the_training_stage(
+    rlctl: Runner, sql, cluster: dict, store: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """What the time-limit warning (--signal=B:TERM) does, sent now: the batch shell passes
+    SIGTERM to the stage's process group; `train` finishes its step, saves, ends interrupted."""
+    p = tmp_path / "train.yaml"
+    p.write_text(
+        "name: long-sft\nsteps:\n"
+        f"  - rlctl data pull gsm8k --sample --limit 8 | rlctl train sft --model {tiny_model}"
+        " --target meta.solution --max-steps 100000 --set trainer.save_steps=100000\n"
+    )
+    dry = rlctl("slurm", "submit", str(p), "--cluster", str(LOCAL), "--dry-run")
+    assert "#SBATCH --signal=B:TERM@300" in dry.stdout.decode()
+    job = _submit(rlctl, cluster, str(p))
+    deadline = time.monotonic() + 180
+    while not sql("SELECT step FROM metrics WHERE name = 'loss' AND step >= 2 LIMIT 1"):
+        assert time.monotonic() < deadline, _job_log(store, job)
+        time.sleep(0.5)
+    c = rlctl("slurm", "cancel", job, "--graceful", extra_env=cluster, timeout=300)
+    assert c.returncode == 0, c.stderr.decode() + _job_log(store, job)
+    (run,) = sql("SELECT run_id, status, error FROM runs WHERE command = 'train sft'")
+    assert (run["status"], run["error"]) == ("interrupted", "SIGTERM"), _job_log(store, job)
+    stopped = max(x["step"] for x in sql("SELECT step FROM metrics WHERE name = 'loss'"))
+    trainer = store / "artifacts" / run["run_id"] / "trainer"
+    assert (trainer / f"checkpoint-{stopped}" / "optimizer.pt").exists()
+    (pull,) = sql("SELECT status FROM runs WHERE command = 'data pull'")
+    assert pull["status"] == "ok"  # the stage that had finished is left as it was
+    r = rlctl("slurm", "status", job, "--json", extra_env=cluster)
+    assert [x["state"] for x in jsonl(r.stdout)] == ["FAILED"]  # the stage's exit 143

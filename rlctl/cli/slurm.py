@@ -150,11 +150,24 @@ def _show(store: Any, found: list[dict[str, Any]], as_json: bool) -> None:
 
 
 @slurm.command(
-    "cancel", epilog="\b\nExamples:\n  rlctl slurm cancel 4242\n  rlctl slurm cancel RUN"
+    "cancel",
+    epilog="\b\nExamples:\n  rlctl slurm cancel 4242\n  rlctl slurm cancel RUN --graceful",
 )
 @click.argument("refs", nargs=-1, required=True, metavar="JOB|RUN...")
+@click.option(
+    "--graceful",
+    is_flag=True,
+    help="SIGTERM to the running stage: training saves a checkpoint, then the job ends.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    help="Seconds to wait for the jobs to end [30; 900 with --graceful].",
+)
 @click.pass_context
-def cancel(ctx: click.Context, refs: tuple[str, ...]) -> None:
+def cancel(
+    ctx: click.Context, refs: tuple[str, ...], graceful: bool, timeout: float | None
+) -> None:
     """Cancel jobs, and record their final state once the controller reports it."""
     from rlctl.errors import RlctlError
     from rlctl.slurm import jobs
@@ -162,8 +175,8 @@ def cancel(ctx: click.Context, refs: tuple[str, ...]) -> None:
     store = get_store(ctx)
     found = jobs.submit_runs(store, refs)
     for r in found:
-        jobs.cancel(r["slurm"]["job_id"])
-    deadline = time.monotonic() + 30
+        jobs.cancel(r["slurm"]["job_id"], graceful=graceful)
+    deadline = time.monotonic() + (timeout or (900 if graceful else 30))
     while time.monotonic() < deadline:
         found = [jobs.refresh(store, r) for r in found]
         if all(r["slurm"]["state"] in jobs.TERMINAL for r in found):

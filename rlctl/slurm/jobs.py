@@ -60,8 +60,11 @@ def submit(script: Path) -> str:
     return r.stdout.strip().split(";")[0]
 
 
-def cancel(job_id: str) -> None:
-    _call([_tool("scancel"), job_id], f"scancel {job_id}")
+def cancel(job_id: str, graceful: bool = False) -> None:
+    """scancel; `graceful` sends SIGTERM to the batch shell instead, which passes it to the
+    running stage (the templates' `forward`), so training saves a checkpoint first."""
+    args = ["--batch", "--signal=TERM"] if graceful else []
+    _call([_tool("scancel"), *args, job_id], f"scancel {job_id}")
 
 
 def query(job_id: str) -> dict[str, Any] | None:

@@ -35,6 +35,7 @@ CLUSTER_DEFAULTS: dict[str, Any] = {
     "workdir": None,  # default: the submit directory (where `rlctl slurm submit` ran)
     "output": None,  # default: STORE/slurm/%x-%j.out (%A_%a for arrays)
     "sbatch": [],  # extra #SBATCH lines, e.g. "--exclusive"
+    "save_before_end": 300,  # seconds: SIGTERM the stages this long before the time limit
 }
 
 # Per template: its variables and their defaults (None: required).
