@@ -26,6 +26,7 @@ ORDER = [
     "rollout_throughput",
     "logprob_mismatch",
     "train_overhead",
+    "train_overhead_2proc",
 ]
 
 

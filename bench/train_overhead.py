@@ -3,8 +3,10 @@ GRPOConfig, tiny model, data and reward function (target ratio <= 1.05).
 
 Both sides report TRL's own `train_runtime` (the training loop, without process start or model
 loading), so the ratio is what rlctl's wiring costs per step: the store callback, the sample
-log, the reward wrappers. Wall time including start-up is shown too.
-Run: `.venv/bin/python bench/train_overhead.py [--steps 20] [--repeats 3]`.
+log, the reward wrappers. Wall time including start-up is shown too. With `--nproc 2` both
+run as two DDP processes under torchrun (gloo on a CPU), which adds what a distributed rlctl
+job pays on top: rank 0 sharing the job, the per-step stop check, the gathered samples.
+Run: `.venv/bin/python bench/train_overhead.py [--steps 20] [--repeats 3] [--nproc 2]`.
 """
 
 from __future__ import annotations
@@ -54,13 +56,20 @@ print(json.dumps({"train_runtime": result.metrics["train_runtime"]}))
 """
 
 
-def plain(model: Path, data: Path, d: Path, steps: int) -> tuple[float, float]:
+def launcher(nproc: int) -> list[str]:
+    if nproc == 1:
+        return [sys.executable]
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    return [*run, "--nproc_per_node", str(nproc)]
+
+
+def plain(model: Path, data: Path, d: Path, steps: int, nproc: int) -> tuple[float, float]:
     script = d / "plain_trl.py"
     script.write_text(PLAIN)
     t0 = time.perf_counter()
     out = subprocess.run(
         [
-            sys.executable,
+            *launcher(nproc),
             str(script),
             str(model),
             str(data),
@@ -76,7 +85,7 @@ def plain(model: Path, data: Path, d: Path, steps: int) -> tuple[float, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])["train_runtime"], wall
 
 
-def ours(model: Path, data: Path, store: Path, steps: int) -> tuple[float, float]:
+def ours(model: Path, data: Path, store: Path, steps: int, nproc: int) -> tuple[float, float]:
     sets = []
     for k, v in CONFIG.items():
         if k not in ("save_strategy", "disable_tqdm"):
@@ -84,7 +93,7 @@ def ours(model: Path, data: Path, store: Path, steps: int) -> tuple[float, float
     t0 = time.perf_counter()
     subprocess.run(
         [
-            rlctl(),
+            *([*launcher(nproc), "-m", "rlctl"] if nproc > 1 else [rlctl()]),
             "--store",
             str(store),
             "train",
@@ -117,6 +126,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--nproc", type=int, default=1, help="processes per runner (torchrun)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -141,29 +151,43 @@ def main() -> None:
         )
         runs = {"plain TRL script": [], "rlctl train grpo": []}
         for i in range(args.repeats):  # interleaved, so drift hits both alike
-            runs["plain TRL script"].append(plain(model, data, d, args.steps))
-            runs["rlctl train grpo"].append(ours(model, data, d / f"s{i + 1}", args.steps))
+            runs["plain TRL script"].append(plain(model, data, d, args.steps, args.nproc))
+            runs["rlctl train grpo"].append(
+                ours(model, data, d / f"s{i + 1}", args.steps, args.nproc)
+            )
     med = {
         k: (statistics.median(r for r, _ in v), statistics.median(w for _, w in v))
         for k, v in runs.items()
     }
     ratio = med["rlctl train grpo"][0] / med["plain TRL script"][0]
+    procs = "" if args.nproc == 1 else f" --nproc {args.nproc}"
     lines = [
-        "# Training overhead: `rlctl train grpo` vs plain TRL",
+        "# Training overhead: `rlctl train grpo` vs plain TRL"
+        + ("" if args.nproc == 1 else f", {args.nproc} DDP processes"),
         "",
-        f"`python bench/train_overhead.py --steps {args.steps} --repeats {args.repeats}` on "
-        f"{machine()}: the tiny model, 64 GSM8K prompts, GRPOConfig {json.dumps(CONFIG)}, "
+        f"`python bench/train_overhead.py --steps {args.steps} --repeats {args.repeats}{procs}` "
+        f"on {machine()}: the tiny model, 64 GSM8K prompts, GRPOConfig {json.dumps(CONFIG)}, "
         "the math reward. Medians of interleaved repeats.",
         "",
         "| runner | s per step (train loop) | train loop s | wall s (with start-up) |",
         "| --- | --- | --- | --- |",
         *(f"| {k} | {r / args.steps:.3f} | {r:.2f} | {w:.1f} |" for k, (r, w) in med.items()),
         "",
-        f"Ratio rlctl / plain TRL per step: **{ratio:.3f}** (target <= 1.05). Steps take ~0.13 s",
-        "here, so run-to-run noise is several percent: a 20-step, 3-repeat run measured 1.076",
-        "and this 40-step, 5-repeat one the figure above; the default is the longer one.",
+        f"Ratio rlctl / plain TRL per step: **{ratio:.3f}** (target <= 1.05).",
     ]
-    publish("train_overhead", lines)
+    if args.nproc == 1:
+        lines += [
+            "Steps take ~0.13 s here, so run-to-run noise is several percent: a 20-step,",
+            "3-repeat run measured 1.076 and a 40-step, 5-repeat one 0.959; the default is",
+            "the longer one.",
+        ]
+    else:
+        lines += [
+            "Both sides run under torchrun (gloo, one thread per process on this CPU); rlctl",
+            "adds a one-number all-reduce per step (the stop check) and gathers the sampled",
+            "completions to rank 0.",
+        ]
+    publish("train_overhead" if args.nproc == 1 else f"train_overhead_{args.nproc}proc", lines)
 
 
 if __name__ == "__main__":
