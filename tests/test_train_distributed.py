@@ -56,13 +56,26 @@ def test_two_ranks_of_beta_dpo_train_as_one_process_on_their_joint_batch(
         assert len(pairs) == 4 and sum(x["kept"] for x in pairs) == 2
 
 
-def test_two_ranks_of_grpo_read_one_pipe_and_record_one_run(
+def test_two_nodes_of_grpo_read_one_pipe_and_record_one_run(
     rlctl: Runner, sql, tiny_model: Path
 ) -> None:
+    """Two launchers, as on two nodes (one process each, so both are local rank 0): the pipe
+    feeds node 0, node 1 has no input at all, and the job is still one run."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = (
+        f"{sys.executable} -m torch.distributed.run --nnodes 2 --nproc_per_node 1 "
+        f"--master_addr 127.0.0.1 --master_port {port} -m rlctl train grpo "
+        f"--model {tiny_model} --reward math --reward format=0.1 --max-steps 2 "
+        "--set trainer.max_completion_length=8"
+    )
     r = rlctl(
-        shell=f"set -o pipefail; $RLCTL data pull gsm8k --sample --limit 8 "
-        f"| {TORCHRUN} train grpo --model {tiny_model} --reward math --reward format=0.1 "
-        "--max-steps 2 --set trainer.max_completion_length=8"
+        shell=f"set -o pipefail; {launch.replace(' --nnodes', ' --node_rank 1 --nnodes')} "
+        f"< /dev/null > node1.log 2>&1 & $RLCTL data pull gsm8k --sample --limit 8 "
+        f"| {launch.replace(' --nnodes', ' --node_rank 0 --nnodes')}; rc=$?; wait $! || rc=1; exit $rc"
     )
     assert r.returncode == 0, r.stderr
     (run,) = _runs(sql, "train grpo")
@@ -134,7 +147,7 @@ def test_sigint_stops_every_rank_at_a_step_end_with_one_checkpoint(
         p.name for p in ckpt.iterdir()
     }
     r = rlctl(shell=f"{TORCHRUN} {train} --max-steps {stopped + 2} --resume latest")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0, r.stderr.decode()[-4000:]
     steps = sql(
         f"SELECT step FROM metrics WHERE name = 'loss' AND run_id != '{run['run_id']}' ORDER BY 1"
     )

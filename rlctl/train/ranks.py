@@ -80,6 +80,17 @@ def gather_lists(items: list[Any]) -> list[Any]:
     return [x for part in parts for x in part]
 
 
+def leave() -> None:
+    """The job's end, on every rank together (after the last step, or a stop at a step end):
+    wait for each other, then tear the process group down. A rank that simply exits can make
+    another, still closing its connections, abort (seen once as SIGABRT under torchrun)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 class RankView:
     """The run rank 0 records, as another rank sees it: the same id and folders, so every rank
     saves into the same checkpoint; metrics, inputs and artifacts are rank 0's to write. Like a

@@ -12,7 +12,7 @@ from typing import Any
 
 from rlctl.errors import BadInput, RunInterrupted
 from rlctl.store import Run
-from rlctl.train.ranks import Job, RankView
+from rlctl.train.ranks import Job, RankView, leave
 
 TRAINERS = ("sft", "dpo", "beta-dpo", "grpo")
 
@@ -163,8 +163,10 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
         if samples is not None:
             samples.flush()
     if stop.reason is not None:  # stopped at a step end; the trainer saved checkpoint-N
+        leave()
         raise RunInterrupted(stop.reason, stop.code)
     trainer.save_model(str(out))  # every rank: FSDP and ZeRO-3 gather the shards collectively
+    leave()
     if isinstance(run, Run):  # rank 0 records the run
         tok.save_pretrained(out)
         run.register_path("checkpoint", "model", out)
