@@ -176,10 +176,11 @@ def main() -> None:
         f"Ratio rlctl / plain TRL per step: **{ratio:.3f}** (target <= 1.05).",
     ]
     if args.nproc == 1:
+        step = med["plain TRL script"][0] / args.steps
         lines += [
-            "Steps take ~0.13 s here, so run-to-run noise is several percent: a 20-step,",
-            "3-repeat run measured 1.076 and a 40-step, 5-repeat one 0.959; the default is",
-            "the longer one.",
+            f"Steps take ~{step:.2f} s here, so run-to-run noise is several percent: earlier",
+            "runs measured 1.076 (20 steps, 3 repeats), 0.959 and 1.045 (40 steps, 5 repeats);",
+            "the default is the longer run.",
         ]
     else:
         lines += [

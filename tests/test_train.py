@@ -117,11 +117,14 @@ def test_grpo_with_judge_rewards(rlctl: Runner, sql, tiny_model: Path, head: lis
     assert r.returncode == 0, r.stderr
     names = {x["name"] for x in sql("SELECT DISTINCT name FROM metrics")}
     assert {"reward", "rewards/rlctl_math/mean", "rewards/rlctl_format/mean", "loss"} <= names
-    samples = sql("SELECT step, completion, reward, rewards FROM train_samples ORDER BY step")
+    samples = sql(
+        "SELECT step, completion, reward, rewards, advantage FROM train_samples ORDER BY step"
+    )
     assert {s["step"] for s in samples} == {1, 2}
     for s in samples:
         assert set(s["rewards"]) == {"math", "format"}
         assert s["reward"] == pytest.approx(s["rewards"]["math"] + 0.1 * s["rewards"]["format"])
+        assert isinstance(s["advantage"], float)
     (cfg,) = sql("SELECT config FROM runs WHERE command = 'train grpo'")
     assert cfg["config"]["fp32_lm_head"] is bool(head)
     _generates(rlctl, _checkpoint(sql, "train grpo"))

@@ -211,6 +211,27 @@ def test_in_process_vllm_backend(served: Served, tiny_model: Path, tmp_path: Pat
     assert _max_delta(served, r.stdout, tiny_model, tmp_path) < 1e-4
 
 
+def test_vllm_takes_an_fp32_head_from_the_model_view(tiny_model: Path, tmp_path: Path) -> None:
+    """TRL's colocated engine takes no hf_overrides; the view's config.json sets the same
+    attribute, and vLLM's ModelConfig (what builds the head) reads it: fp32 over a bf16 body."""
+    from rlctl.models.head_dtype import with_fp32_head
+
+    view = with_fp32_head(str(tiny_model), tmp_path / "view")
+    probe = (
+        "import sys\nfrom vllm.config import ModelConfig\n"
+        "for m in sys.argv[1:]: print(ModelConfig(model=m, dtype='bfloat16').head_dtype)"
+    )
+    r = subprocess.run(
+        [VLLM_PYTHON, "-c", probe, str(view), str(tiny_model)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"},
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["torch.float32", "torch.bfloat16"]
+
+
 def test_weight_sync_endpoint_serves_what_trl_server_mode_calls(served: Served) -> None:
     """`serve vllm --weight-sync` registers itself for `train grpo --vllm-mode server`, and
     the server has every route TRL 1.16's VLLMClient uses (weight transfer included)."""

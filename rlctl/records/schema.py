@@ -230,6 +230,13 @@ KINDS: dict[str, Kind] = {
                 Field(
                     "rewards", _optional(_is_dict), "an object", "JSON", doc="Per reward function."
                 ),
+                Field(
+                    "advantage",
+                    _optional(_is_num),
+                    "a number or null",
+                    "DOUBLE",
+                    doc="GRPO's advantage (TRL's).",
+                ),
                 _PROMPT_FIELDS[-1],
             ),
             doc="A completion GRPO sampled during training, with its rewards.",

@@ -12,7 +12,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from rlctl.backends.judges.base import completion_text
 from rlctl.errors import RunInterrupted
+from rlctl.records import RecordWriter
 from rlctl.store import Run
 from rlctl.store.run import restore_signals, trap_signals
 from rlctl.train.ranks import RankView
@@ -33,6 +35,56 @@ class StoreMetrics(TrainerCallback):
         for name, value in (logs or {}).items():
             if isinstance(value, Number) and not isinstance(value, bool):
                 self.run.metric(name, float(value), step=state.global_step)
+
+
+class SampleLog(TrainerCallback):
+    """Every `every`-th step, what the model was saying: the prompts, completions and
+    per-judge rewards of the step's generation, as `train_sample` records with `reward` the
+    weighted sum TRL optimises. They come from TRL's own log of the generation (what its
+    `log_completions` prints), which TRL already gathers from every process, so rank 0 writes
+    the whole batch and rlctl adds no collective of its own."""
+
+    def __init__(
+        self, writer: RecordWriter | None, every: int, names: list[str], weights: list[float]
+    ) -> None:
+        self.writer = writer  # a run artifact (published when the run ends); None off rank 0
+        self.every = max(1, every)
+        self.names, self.weights = names, weights
+        self.trainer: Any = None
+        self._written: int | None = None  # the generation last written
+
+    def on_log(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        step = state.global_step
+        if self.writer is None or not (step % self.every == 0 or step == 1):
+            return
+        logs = self.trainer._logs
+        if not logs["completion"] or id(logs["completion"][-1]) == self._written:
+            return  # nothing generated yet, or a generation shared by several steps
+        self._written = id(logs["completion"][-1])
+        columns = [list(logs["rewards"][n]) for n in self.trainer.reward_func_names]
+        for i, (prompt, completion) in enumerate(
+            zip(logs["prompt"], logs["completion"], strict=True)
+        ):
+            rewards = {
+                name: None if col[i] != col[i] else col[i]  # NaN: the judge abstained
+                for name, col in zip(self.names, columns, strict=True)
+            }
+            decided = [
+                w * rewards[n]
+                for n, w in zip(self.names, self.weights, strict=True)
+                if rewards[n] is not None
+            ]
+            self.writer.write(
+                {
+                    "id": f"step{step}",
+                    "step": step,
+                    "prompt": prompt,
+                    "completion": completion_text(completion),
+                    "rewards": rewards,
+                    "reward": sum(decided) if decided else None,
+                    "advantage": logs["advantages"][i],
+                }
+            )
 
 
 class AdaptiveKL(TrainerCallback):

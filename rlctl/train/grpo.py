@@ -1,5 +1,5 @@
-"""GRPO wiring: reward functions from the judge registry, and the samples TRL generated
-written to the store every N steps (what the model was saying at step k)."""
+"""GRPO wiring: reward functions from the judge registry, and where generation runs (vLLM
+server or colocated engine), checked before any model loads."""
 
 from __future__ import annotations
 
@@ -8,70 +8,22 @@ from collections.abc import Callable
 from typing import Any
 
 from rlctl.backends.judges import parse_spec, reward_function
-from rlctl.backends.judges.base import completion_text
-from rlctl.records import RecordWriter
-from rlctl.train.ranks import gather_lists
 
 log = logging.getLogger("rlctl")
 
 
-class SampleLog:
-    """Wraps the reward functions: the first one's call also records the prompts and
-    completions; each adds its rewards; the rows of every `every`-th step are written, with
-    `reward` the weighted sum TRL optimises. In a distributed job each rank scores its own
-    share of the completions; the rows are gathered so rank 0 writes them all."""
-
-    def __init__(self, writer: RecordWriter | None, every: int = 1) -> None:
-        self.writer = writer  # a run artifact (published when the run ends); None off rank 0
-        self.every = max(1, every)
-        self.trainer: Any = None
-        self._rows: list[dict[str, Any]] = []
-        self.weights: dict[str, float] = {}
-
-    def wrap(
-        self, specs: list[str], options: dict[str, Any]
-    ) -> tuple[list[Callable[..., Any]], list[float]]:
-        funcs, weights = [], []
-        for i, spec in enumerate(specs):
-            name, weight = parse_spec(spec)
-            fn = reward_function(name, **options)
-            self.weights[name] = weight
-            funcs.append(self._observe(fn, name, first=i == 0))
-            weights.append(weight)
-        return funcs, weights
-
-    def _observe(self, fn: Callable[..., Any], name: str, first: bool) -> Callable[..., Any]:
-        def observed(completions: list[Any], prompts: list[Any] | None = None, **kw: Any) -> list:
-            rewards = fn(completions, prompts=prompts, **kw)
-            step = self.trainer.state.global_step + 1 if self.trainer is not None else 0
-            if step % self.every == 0 or step == 1:  # the same on every rank: TRL's step
-                if first:
-                    self.flush()
-                    self._rows = gather_lists(
-                        [
-                            {"step": step, "prompt": p, "completion": completion_text(c)}
-                            for p, c in zip(
-                                prompts or [""] * len(completions), completions, strict=True
-                            )
-                        ]
-                    )
-                    for row in self._rows:
-                        row["rewards"] = {}
-                for row, r in zip(self._rows, gather_lists(list(rewards)), strict=False):
-                    row["rewards"][name] = r
-            return rewards
-
-        observed.__name__ = fn.__name__
-        return observed
-
-    def flush(self) -> None:
-        """Write the rows held for the current step, with their weighted reward."""
-        for row in self._rows if self.writer is not None else []:
-            decided = [self.weights[k] * v for k, v in row["rewards"].items() if v is not None]
-            row["reward"] = sum(decided) if decided else None
-            row["id"] = f"step{row['step']}"
-            self.writer.write(row)
-        self._rows = []
+def reward_functions(
+    specs: list[str], options: dict[str, Any]
+) -> tuple[list[Callable[..., Any]], list[str], list[float]]:
+    """TRL reward functions from judge specs (`math`, `format=0.1`, `module:function`), with
+    their judge names and weights; a judge that does not exist fails here, before the model."""
+    funcs, names, weights = [], [], []
+    for spec in specs:
+        name, weight = parse_spec(spec)
+        funcs.append(reward_function(name, **options))
+        names.append(name)
+        weights.append(weight)
+    return funcs, names, weights
 
 
 def vllm_section(conf: dict[str, Any], store: Any = None) -> dict[str, Any]:
@@ -88,8 +40,6 @@ def vllm_section(conf: dict[str, Any], store: Any = None) -> dict[str, Any]:
     if mode == "colocate":
         if importlib.util.find_spec("vllm") is None:
             raise BadInput("--vllm-mode colocate needs vllm in the training environment")
-        if conf.get("fp32_lm_head"):
-            log.warning("--fp32-lm-head: TRL's colocated vLLM engine keeps its own head dtype")
         return {"use_vllm": True, "vllm_mode": "colocate"}
     url = (conf.get("vllm_server_url") or "").rstrip("/")
     if conf.get("vllm_endpoint"):

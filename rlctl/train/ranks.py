@@ -29,6 +29,7 @@ class Job:
     rows: list[dict[str, Any]]
     section: dict[str, Any]  # the trainer section as resolved (vLLM keys, fp32 head, β)
     resume: str | None  # the checkpoint `--resume` found
+    vllm_model: str | None = None  # colocate + fp32 head: the model view vLLM loads
 
 
 @dataclass(frozen=True)
@@ -66,18 +67,6 @@ class Ranks:
         box = [job if self.is_main else None]
         dist.broadcast_object_list(box, src=0)
         return box[0]
-
-
-def gather_lists(items: list[Any]) -> list[Any]:
-    """Every rank's items, in rank order, on every rank (the items alone when not distributed).
-    A collective: every rank must call it at the same point."""
-    import torch.distributed as dist
-
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return items
-    parts: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, items)
-    return [x for part in parts for x in part]
 
 
 def leave() -> None:

@@ -68,7 +68,13 @@ def prepare(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]
 
         section |= vllm_section(conf, run.store)
         require_gpu(conf["vllm_mode"])
-    return Job(run.run_id, rows, section, _resume_from(run, conf.get("resume")))
+    job = Job(run.run_id, rows, section, _resume_from(run, conf.get("resume")))
+    if kind == "grpo" and conf.get("vllm_mode") == "colocate" and conf["fp32_lm_head"]:
+        from rlctl.models.head_dtype import with_fp32_head
+
+        # TRL's colocated engine loads `model.name_or_path` and takes no hf_overrides
+        job.vllm_model = str(with_fp32_head(conf["model"], run.artifact_dir / "vllm-model"))
+    return job
 
 
 @dataclass
@@ -77,7 +83,7 @@ class Setup:
 
     args: Any
     funcs: list[Any]
-    samples: Any  # grpo: the SampleLog that wraps the reward functions
+    samples: Any  # grpo: the SampleLog callback that writes the sampled completions
 
 
 def setup(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job) -> Setup:
@@ -87,11 +93,12 @@ def setup(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job) -> Set
     funcs: list[Any] = []
     samples = None
     if kind == "grpo":
-        from rlctl.train.grpo import SampleLog
+        from rlctl.train.callbacks import SampleLog
+        from rlctl.train.grpo import reward_functions
 
+        funcs, names, args.reward_weights = reward_functions(conf["reward"], conf)
         writer = run.artifact("samples", "train_sample") if isinstance(run, Run) else None
-        samples = SampleLog(writer, every=int(conf["log_every"]))
-        funcs, args.reward_weights = samples.wrap(conf["reward"], conf)
+        samples = SampleLog(writer, int(conf["log_every"]), names, args.reward_weights)
         if conf.get("kl_target") and not args.beta:
             raise BadInput("--kl-target needs a KL term: set --init-kl-coef (> 0)")
     return Setup(args, funcs, samples)
@@ -113,6 +120,8 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
     own_head = conf["fp32_lm_head"] and kind != "grpo"  # GRPO: TRL's cast_lm_head_to_fp32
     model, tok = load_causal_lm(conf["model"], "float32" if args.use_cpu else "auto", own_head)
     run.add_input(conf["model"], via="model")
+    if job.vllm_model:
+        model.config._name_or_path = job.vllm_model  # what TRL's colocated vLLM loads
     common = {
         "model": model,
         "args": args,
@@ -132,6 +141,7 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
 
         trainer = GRPOTrainer(**common, reward_funcs=built.funcs)
         samples.trainer = trainer
+        trainer.add_callback(samples)
         if conf.get("kl_target"):
             from rlctl.train.callbacks import AdaptiveKL
 
@@ -159,9 +169,6 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
         if args.world_size == 1:
             trainer._save_checkpoint(trainer.model, trial=None)
         raise
-    finally:
-        if samples is not None:
-            samples.flush()
     if stop.reason is not None:  # stopped at a step end; the trainer saved checkpoint-N
         leave()
         raise RunInterrupted(stop.reason, stop.code)
