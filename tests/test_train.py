@@ -303,3 +303,53 @@ def test_vllm_server_mode_reaches_grpo_config(tmp_path: Path) -> None:
         "server",
         url.rstrip("/"),
     )
+
+
+def test_sft_on_whole_conversations_trains_the_assistant_turns(
+    rlctl: Runner, sql, tiny_model: Path, tmp_path: Path
+) -> None:
+    """`messages` ending with an assistant turn train as conversations; the tiny model has
+    Qwen2.5's template, which TRL can mark, so the loss covers the assistant turns only:
+    the same steps with the loss on every token give other losses."""
+    pulled = jsonl(rlctl("data", "pull", "gsm8k", "--sample", "--limit", "8").stdout)
+    chats = [
+        {
+            "id": p["id"],
+            "messages": [*p["messages"], {"role": "assistant", "content": p["meta"]["solution"]}],
+        }
+        for p in pulled
+    ]
+    (tmp_path / "chats.jsonl").write_text("\n".join(json.dumps(c) for c in chats) + "\n")
+    base = f"train sft -i chats.jsonl --model {tiny_model} --max-steps 2"
+    r = rlctl(*base.split())
+    assert r.returncode == 0, r.stderr
+    r = rlctl(*base.split(), "--set", "trainer.assistant_only_loss=false")
+    assert r.returncode == 0, r.stderr
+    rows = sql(
+        "SELECT r.started_at, m.value FROM metrics m JOIN runs r USING (run_id) "
+        "WHERE m.name = 'loss' AND m.step = 1 AND r.command = 'train sft' ORDER BY 1"
+    )
+    assistant_only, every_token = (x["value"] for x in rows)
+    assert assistant_only != pytest.approx(every_token, rel=1e-3)
+    (first,) = sql(
+        "SELECT a.path FROM artifacts a JOIN runs r USING (run_id) WHERE a.kind = 'model' "
+        "AND r.command = 'train sft' ORDER BY r.started_at LIMIT 1"
+    )
+    _generates(rlctl, Path(first["path"]))
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(
+        json.dumps(chats[0]) + "\n" + json.dumps({**pulled[1], "completion": "42"}) + "\n"
+    )
+    r = rlctl("train", "sft", "-i", str(mixed), "--model", "./missing")
+    assert r.returncode == 2 and "whole conversations" in r.stderr.decode(), r.stderr
+
+
+def test_assistant_only_loss_follows_what_the_template_allows(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    from rlctl.train.runner import _assistant_only_loss
+    from tests.tiny_models import train_tokenizer
+
+    train_tokenizer(tmp_path / "bpe")  # a ChatML template of its own, which TRL cannot mark
+    assert _assistant_only_loss(str(tiny_model)) is True
+    assert _assistant_only_loss(str(tmp_path / "bpe")) is False

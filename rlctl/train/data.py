@@ -51,14 +51,32 @@ def _dig(rec: dict[str, Any], path: str) -> Any:
     return node
 
 
+def _is_conversation(rec: dict[str, Any]) -> bool:
+    messages = rec.get("messages") or []
+    return bool(messages) and messages[-1].get("role") == "assistant"
+
+
 def sft_rows(records: Iterable[tuple[str, dict[str, Any]]], target: str) -> list[dict[str, Any]]:
     """prompt + completion pairs; the completion is `target` (a rollout's `completion`, a
-    pair's `chosen`, or e.g. `meta.solution` of GSM8K prompt records)."""
-    rows = []
+    pair's `chosen`, or e.g. `meta.solution` of GSM8K prompt records). A record whose
+    `messages` end with an assistant turn, and that has no such field, is a whole
+    conversation: it trains as one (every assistant turn), as TRL's `messages` format."""
+    rows: list[dict[str, Any]] = []
+    first: dict[bool, str] = {}
     for where, rec in records:
         value = _dig(rec, target)
         if value is None and target == "completion" and "chosen" in rec:
             value = rec["chosen"]
+        whole = value is None and target == "completion" and _is_conversation(rec)
+        first.setdefault(whole, where)
+        if len(first) > 1:
+            raise BadInput(
+                f"{where}: whole conversations ({first[True]}) and prompt + completion records "
+                f"({first[False]}) in one run; train them separately"
+            )
+        if whole:
+            rows.append({"messages": list(rec["messages"])})
+            continue
         if not value:
             raise BadInput(
                 f"{where}: field {target!r} missing; pass --target FIELD "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from rlctl.store import Run
 from rlctl.train.ranks import Job, RankView, leave
 
 TRAINERS = ("sft", "dpo", "beta-dpo", "grpo")
+log = logging.getLogger("rlctl")
 
 
 def trl_config(kind: str, section: dict[str, Any], output_dir: Path) -> Any:
@@ -68,6 +70,8 @@ def prepare(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]
 
         section |= vllm_section(conf, run.store)
         require_gpu(conf["vllm_mode"])
+    if kind == "sft" and rows and "messages" in rows[0]:
+        section.setdefault("assistant_only_loss", _assistant_only_loss(conf["model"]))
     job = Job(run.run_id, rows, section, _resume_from(run, conf.get("resume")))
     if kind == "grpo" and conf.get("vllm_mode") == "colocate" and conf["fp32_lm_head"]:
         from rlctl.models.head_dtype import with_fp32_head
@@ -180,6 +184,30 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
         if kind == "beta-dpo":
             _margin_log(run, trainer.margin_log)
     return out
+
+
+def _assistant_only_loss(model: str) -> bool:
+    """Loss on the assistant turns only, when the chat template allows it: it marks them
+    (`{% generation %}`), or TRL ships a training version of it (Qwen, Llama, Gemma, ...).
+    Otherwise every token, and the log says so."""
+    from transformers import AutoTokenizer
+    from trl.chat_template_utils import get_training_chat_template
+
+    from rlctl.models import require_model_path
+
+    require_model_path(model)
+    try:
+        get_training_chat_template(AutoTokenizer.from_pretrained(model))
+    except (ValueError, TypeError) as e:
+        log.warning(
+            "sft on whole conversations: loss on every token (%s); set "
+            "trainer.assistant_only_loss after adding {%% generation %%} markers",
+            str(e).split(" (")[0],
+        )
+        return False
+    except OSError as e:
+        raise BadInput(f"--model {model}: cannot load its tokenizer ({e})") from e
+    return True
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
