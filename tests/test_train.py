@@ -331,6 +331,8 @@ def test_sft_on_whole_conversations_trains_the_assistant_turns(
     )
     assistant_only, every_token = (x["value"] for x in rows)
     assert assistant_only != pytest.approx(every_token, rel=1e-3)
+    configs = sql("SELECT config FROM runs WHERE command = 'train sft' ORDER BY started_at")
+    assert [c["config"]["trainer"]["assistant_only_loss"] for c in configs] == [True, False]
     (first,) = sql(
         "SELECT a.path FROM artifacts a JOIN runs r USING (run_id) WHERE a.kind = 'model' "
         "AND r.command = 'train sft' ORDER BY r.started_at LIMIT 1"

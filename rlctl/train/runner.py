@@ -13,6 +13,7 @@ from typing import Any
 
 from rlctl.errors import BadInput, RunInterrupted
 from rlctl.store import Run
+from rlctl.store.redact import redact_value
 from rlctl.train.ranks import Job, RankView, leave
 
 TRAINERS = ("sft", "dpo", "beta-dpo", "grpo")
@@ -78,6 +79,9 @@ def prepare(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]
 
         # TRL's colocated engine loads `model.name_or_path` and takes no hf_overrides
         job.vllm_model = str(with_fp32_head(conf["model"], run.artifact_dir / "vllm-model"))
+    # run.json records the trainer section TRL gets (resolved vLLM keys, assistant-only loss)
+    run.info["config"] = {**run.info["config"], "trainer": redact_value(section)}
+    run.save()
     return job
 
 
