@@ -289,16 +289,17 @@ def _tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
-def trap_signals() -> dict[int, Any]:
-    """SIGTERM, SIGINT and SIGHUP raise RunInterrupted, so a run (or any rank of a distributed
-    one) can save what it has and say how it ended; returns the handlers it replaced."""
+def trap_signals(handler: Any = None) -> dict[int, Any]:
+    """SIGTERM, SIGINT and SIGHUP raise RunInterrupted (or call `handler`), so a run, or any
+    rank of a distributed one, can save what it has and say how it ended; returns the
+    handlers it replaced, for `restore_signals`."""
     if threading.current_thread() is not threading.main_thread():
         return {}
     old = {}
     for name in _SIGNALS:
         sig = getattr(signal, name, None)
         if sig is not None:
-            old[sig] = signal.signal(sig, _raise_interrupted)
+            old[sig] = signal.signal(sig, handler or _raise_interrupted)
     return old
 
 

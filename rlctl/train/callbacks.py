@@ -51,16 +51,16 @@ class SampleLog(TrainerCallback):
         self.every = max(1, every)
         self.names, self.weights = names, weights
         self.trainer: Any = None
-        self._written: int | None = None  # the generation last written
+        self._written: Any = None  # the last completion written (held: its id stays unique)
 
     def on_log(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         step = state.global_step
         if self.writer is None or not (step % self.every == 0 or step == 1):
             return
         logs = self.trainer._logs
-        if not logs["completion"] or id(logs["completion"][-1]) == self._written:
+        if not logs["completion"] or logs["completion"][-1] is self._written:
             return  # nothing generated yet, or a generation shared by several steps
-        self._written = id(logs["completion"][-1])
+        self._written = logs["completion"][-1]
         columns = [list(logs["rewards"][n]) for n in self.trainer.reward_func_names]
         for i, (prompt, completion) in enumerate(
             zip(logs["prompt"], logs["completion"], strict=True)
@@ -122,8 +122,7 @@ class StopOnSignal(TrainerCallback):
 
     @contextmanager
     def armed(self) -> Iterator[StopOnSignal]:
-        previous = trap_signals()  # the run's handlers, which stop at once
-        restore_signals(dict.fromkeys(previous, self._on_signal))
+        previous = trap_signals(self._on_signal)  # the run's own stop at once
         try:
             yield self
         finally:
