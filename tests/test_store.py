@@ -271,6 +271,19 @@ def test_runs_ls_show_tail(rlctl: Runner, store: Path) -> None:
     assert tail[2:] == ["records", "2"]
 
 
+def test_tables_print_data_literally_not_as_markup(rlctl: Runner) -> None:
+    """Model text is full of brackets ("[/INST]"); rich would read it as markup and fail."""
+    failed = rlctl("data", "validate", "-i", "p[/x].jsonl", "--kind", "prompt")
+    assert failed.returncode == 2
+    for args in (("runs", "ls"), ("runs", "show", "latest")):
+        r = rlctl(*args)
+        assert r.returncode == 0, r.stderr
+        assert "p[/x].jsonl" in r.stdout.decode().replace("\n", "")
+    r = rlctl("sql", "SELECT '[/INST] [bold]hi' AS \"[b]col[/b]\"")
+    assert r.returncode == 0, r.stderr
+    assert "[/INST] [bold]hi" in r.stdout.decode() and "[b]col[/b]" in r.stdout.decode()
+
+
 def test_sql_output_formats_and_errors(rlctl: Runner) -> None:
     rlctl("data", "pull", "gsm8k", "--sample", "--limit", "2")
     csv = rlctl("sql", "--csv", "SELECT id, reference FROM prompts ORDER BY id").stdout.decode()

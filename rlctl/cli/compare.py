@@ -129,10 +129,11 @@ def _print_table(
 ) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     gen = {(r.get("backend"), (r.get("sampling") or {}).get("temperature")) for r in records}
-    generators = ", ".join(f"{b} T={t}" for b, t in gen)
-    table = Table(title=f"generator vs trainer logprobs (generator: {generators})")
+    generators = ", ".join(f"{b} T={t}" for b, t in gen)  # from the records: not markup
+    table = Table(title=Text(f"generator vs trainer logprobs (generator: {generators})"))
     table.add_column("metric")
     for s in settings:
         table.add_column(f"trainer {s.describe()}", justify="right")

@@ -55,12 +55,14 @@ def write_table(
 ) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    # Text, not str: data is never rich markup (a completion with "[/INST]" would not print)
     table = Table(title=title, show_lines=False, header_style="bold")
     for col in result.columns:
-        table.add_column(col, overflow="fold", max_width=max_width)
+        table.add_column(Text(col), overflow="fold", max_width=max_width)
     for row in result.rows:
-        table.add_row(*("" if v is None else _short(v, max_width * 3) for v in row))
+        table.add_row(*(Text("" if v is None else _short(v, max_width * 3)) for v in row))
     console = Console(soft_wrap=False, stderr=stderr)
     if not console.is_terminal:  # piped into a file or a pager: do not wrap at 80 columns
         console = Console(soft_wrap=False, stderr=stderr, width=max(console.width, 400))

@@ -97,6 +97,7 @@ def show_cmd(ctx: click.Context, run_ref: str, as_json: bool) -> None:
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     head = Table.grid(padding=(0, 2))
@@ -112,24 +113,27 @@ def show_cmd(ctx: click.Context, run_ref: str, as_json: bool) -> None:
         "seed",
     ):
         if run.get(key) is not None:
-            head.add_row(f"[bold]{key}[/]", str(run[key]))
+            head.add_row(f"[bold]{key}[/]", Text(str(run[key])))  # values are data, not markup
     if run.get("git"):
         head.add_row(
             "[bold]git[/]", f"{run['git']['sha'][:12]}{' (dirty)' if run['git']['dirty'] else ''}"
         )
-    head.add_row("[bold]argv[/]", " ".join(run.get("argv") or []))
-    head.add_row("[bold]config[/]", orjson.dumps(run.get("config")).decode())
+    head.add_row("[bold]argv[/]", Text(" ".join(run.get("argv") or [])))
+    head.add_row("[bold]config[/]", Text(orjson.dumps(run.get("config")).decode()))
     console.print(head)
     arts = Table("artifact", "kind", "records", "complete", "path", title="artifacts")
     for a in run.get("artifacts") or []:
         arts.add_row(
-            a["name"], a["kind"], str(a["records"]), str(a["complete"]), str(store.root / a["path"])
+            *map(Text, (a["name"], a["kind"], str(a["records"]), str(a["complete"]))),
+            Text(str(store.root / a["path"])),
         )
     console.print(arts)
     if run.get("inputs"):
         ins = Table("parent run", "input", "via", title="inputs")
         for i in run["inputs"]:
-            ins.add_row(i.get("run_id") or "", i.get("input") or "", i.get("via") or "")
+            ins.add_row(
+                *(Text(i.get(k) or "") for k in ("run_id", "input", "via")),
+            )
         console.print(ins)
 
 
@@ -170,6 +174,7 @@ def plot_cmd(ctx: click.Context, run_ref: str, metrics: tuple[str, ...], output:
     """Metric curves of a run, read back from the store: a PNG and a table on stderr."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     store = get_store(ctx)
     rid = _latest(store) if run_ref == "latest" else store.match_run(run_ref)
@@ -204,7 +209,9 @@ def plot_cmd(ctx: click.Context, run_ref: str, metrics: tuple[str, ...], output:
     fig.tight_layout()
     fig.savefig(output, dpi=110)
     plt.close(fig)
-    table = Table("step", *metrics, title=f"{rid} -> {output}")
+    table = Table(title=Text(f"{rid} -> {output}"))
+    for header in ("step", *metrics):
+        table.add_column(Text(header))  # metric names are data, not markup
     steps = sorted({s for points in series.values() for s, _ in points})
     lookup = {m: dict(points) for m, points in series.items()}
     for step in steps:
