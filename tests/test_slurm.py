@@ -215,16 +215,25 @@ def test_cancel_records_the_final_state(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("launch", ["", "srun --ntasks=1 "])
 def test_graceful_cancel_checkpoints_the_training_stage(
-    rlctl: Runner, sql, cluster: dict, store: Path, tiny_model: Path, tmp_path: Path
+    rlctl: Runner,
+    sql,
+    cluster: dict,
+    store: Path,
+    tiny_model: Path,
+    tmp_path: Path,
+    launch: str,
 ) -> None:
     """What the time-limit warning (--signal=B:TERM) does, sent now: the batch shell passes
-    SIGTERM to the stage's process group; `train` finishes its step, saves, ends interrupted."""
+    SIGTERM on, to the stage's processes or, through Slurm, to an srun step's tasks (srun
+    itself would cancel its step); `train` finishes its step, saves, ends interrupted."""
     p = tmp_path / "train.yaml"
     p.write_text(
         "name: long-sft\nsteps:\n"
-        f"  - rlctl data pull gsm8k --sample --limit 8 | rlctl train sft --model {tiny_model}"
-        " --target meta.solution --max-steps 100000 --set trainer.save_steps=100000\n"
+        f"  - rlctl data pull gsm8k --sample --limit 8 | {launch}rlctl train sft"
+        f" --model {tiny_model} --target meta.solution --max-steps 100000"
+        " --set trainer.save_steps=100000\n"
     )
     dry = rlctl("slurm", "submit", str(p), "--cluster", str(LOCAL), "--dry-run")
     assert "#SBATCH --signal=B:TERM@300" in dry.stdout.decode()
