@@ -61,11 +61,9 @@ def test_two_nodes_of_grpo_read_one_pipe_and_record_one_run(
 ) -> None:
     """Two launchers, as on two nodes (one process each, so both are local rank 0): the pipe
     feeds node 0, node 1 has no input at all, and the job is still one run."""
-    import socket
+    from rlctl.stages.serve import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port("127.0.0.1")
     launch = (
         f"{sys.executable} -m torch.distributed.run --nnodes 2 --nproc_per_node 1 "
         f"--master_addr 127.0.0.1 --master_port {port} -m rlctl train grpo "

@@ -139,13 +139,15 @@ def _run(ctx: click.Context, kind: str, inputs: tuple[str, ...]) -> None:
 
 def _follow(store: Store, kind: str, conf: dict[str, Any], ranks: Ranks) -> None:
     """Rank k > 0 of a distributed job: train what rank 0 read, into rank 0's run."""
+    from rlctl.store.run import signals_trapped
     from rlctl.train.ranks import RankView
     from rlctl.train.runner import fit, setup
 
     job = ranks.share()
     if isinstance(job, int):
         raise click.exceptions.Exit(job)  # rank 0 failed before training and said why
-    with RankView(store, job.run_id) as view:
+    view = RankView(store, job.run_id)
+    with signals_trapped():  # as a run does: every rank ends the same way on a signal
         fit(view, kind, conf, job, setup(view, kind, conf, job))
 
 

@@ -15,7 +15,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -307,6 +308,16 @@ def restore_signals(old: dict[int, Any]) -> None:
     for sig, handler in old.items():
         signal.signal(sig, handler)
     old.clear()
+
+
+@contextmanager
+def signals_trapped(handler: Any = None) -> Iterator[None]:
+    """`trap_signals` for the length of a block, the previous handlers restored after it."""
+    old = trap_signals(handler)
+    try:
+        yield
+    finally:
+        restore_signals(old)
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from numbers import Number
 from types import FrameType
 from typing import Any
@@ -16,7 +14,6 @@ from rlctl.backends.judges.base import completion_text
 from rlctl.errors import RunInterrupted
 from rlctl.records import RecordWriter
 from rlctl.store import Run
-from rlctl.store.run import restore_signals, trap_signals
 from rlctl.train.ranks import RankView
 
 log = logging.getLogger("rlctl")
@@ -120,15 +117,8 @@ class StopOnSignal(TrainerCallback):
         self.reason: str | None = None
         self.code = 0
 
-    @contextmanager
-    def armed(self) -> Iterator[StopOnSignal]:
-        previous = trap_signals(self._on_signal)  # the run's own stop at once
-        try:
-            yield self
-        finally:
-            restore_signals(previous)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """The handler while training (`signals_trapped(stop.on_signal)`)."""
         name = signal.Signals(signum).name
         if self.reason is not None:
             raise RunInterrupted(name, 128 + signum)

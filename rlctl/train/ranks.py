@@ -14,11 +14,9 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from rlctl.store import Store
-from rlctl.store.run import restore_signals, trap_signals
 
 
 @dataclass
@@ -82,27 +80,12 @@ def leave() -> None:
 
 class RankView:
     """The run rank 0 records, as another rank sees it: the same id and folders, so every rank
-    saves into the same checkpoint; metrics, inputs and artifacts are rank 0's to write. Like a
-    run, it turns SIGTERM/SIGINT into RunInterrupted, so every rank takes part in the
-    interrupt checkpoint (FSDP and ZeRO save collectively)."""
+    saves into the same checkpoint; metrics, inputs and artifacts are rank 0's to write."""
 
     def __init__(self, store: Store, run_id: str) -> None:
         self.store = store
         self.run_id = run_id
         self.artifact_dir = store.artifacts_dir / run_id
-        self._old_handlers: dict[int, Any] = {}
-
-    def __enter__(self) -> RankView:
-        self._old_handlers = trap_signals()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        restore_signals(self._old_handlers)
 
     def metric(self, name: str, value: float, step: int | None = None) -> None:
         return None

@@ -119,6 +119,7 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
 
     from rlctl.backends.generation import quiet_transformers
     from rlctl.backends.generation.hf import load_causal_lm
+    from rlctl.store.run import signals_trapped
     from rlctl.train.callbacks import StopOnSignal, StoreMetrics
 
     quiet_transformers()
@@ -169,7 +170,7 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
     stop = StopOnSignal()
     trainer.add_callback(stop)
     try:
-        with stop.armed():
+        with signals_trapped(stop.on_signal):  # instead of the run's stop-at-once
             trainer.train(resume_from_checkpoint=job.resume)
     except RunInterrupted:
         # a second signal: one process saves what it has now; ranks of a distributed job
