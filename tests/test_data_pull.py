@@ -198,3 +198,73 @@ def test_wrong_dataset_file_names_the_row(rlctl: Runner, tmp_path: Path) -> None
     r = rlctl("data", "pull", "gsm8k", "--from", "x.jsonl")
     assert r.returncode == 2
     assert "x.jsonl:2: field 'question': missing" in r.stderr.decode()
+
+
+def _hh_rows(n: int, start: int = 0) -> str:
+    import gzip
+
+    from rlctl.data import SAMPLES
+
+    with gzip.open(SAMPLES / "hh-rlhf-helpful-base-test.jsonl.gz", "rt") as f:
+        lines = f.read().splitlines()
+    return "\n".join(lines[start : start + n]) + "\n"
+
+
+def test_several_from_files_mix_with_distinct_ids_and_their_own_splits(
+    rlctl: Runner, sql, tmp_path: Path
+) -> None:
+    """`--from A --from B` kept only B; helpful and harmless pulls both gave `hh-rlhf/test/0..`
+    (which corrupts `--pairs` grouping when mixed); a glob over test files said `train`."""
+    data = tmp_path / "hh"
+    data.mkdir()
+    (data / "helpful-base-test.jsonl").write_text(_hh_rows(3))
+    (data / "harmless-base-test.jsonl").write_text(_hh_rows(2, start=3))
+    r = rlctl(
+        "data", "pull", "hh-rlhf",
+        "--from", "hh/helpful-base-test.jsonl", "--from", "hh/harmless-base-test.jsonl",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    pairs = jsonl(r.stdout)
+    assert [p["id"] for p in pairs] == [
+        *(f"hh-rlhf/helpful-base/test/{i}" for i in range(3)),
+        *(f"hh-rlhf/harmless-base/test/{i}" for i in range(2)),
+    ]
+    assert [p["meta"]["file"] for p in pairs] == ["helpful-base-test.jsonl"] * 3 + [
+        "harmless-base-test.jsonl"
+    ] * 2
+    edges = sql("SELECT input FROM lineage WHERE via = 'file' ORDER BY input")
+    assert [Path(e["input"]).name for e in edges] == [
+        "harmless-base-test.jsonl",
+        "helpful-base-test.jsonl",
+    ]
+    # one pull per subset: the ids still differ, so the two can be mixed later
+    one = jsonl(rlctl("data", "pull", "hh-rlhf", "--from", "hh/harmless-base-test.jsonl").stdout)
+    assert one[0]["id"] == "hh-rlhf/harmless-base/test/0"
+
+    glob = jsonl(rlctl("data", "pull", "hh-rlhf", "--from", "hh/*-test.jsonl").stdout)
+    assert len(glob) == 5 and {p["meta"]["split"] for p in glob} == {"test"}
+    (run,) = sql("SELECT config->>'split' AS split FROM runs ORDER BY started_at DESC LIMIT 1")
+    assert run["split"] == "test"
+
+    twice = rlctl(
+        "data", "pull", "hh-rlhf",
+        "--from", "hh/helpful-base-test.jsonl", "--from", "hh/helpful-base-test.jsonl",
+    )  # fmt: skip
+    assert twice.returncode == 2
+    assert "also came from" in twice.stderr.decode()
+
+
+def test_several_generic_files_number_on(rlctl: Runner, tmp_path: Path) -> None:
+    (tmp_path / "a-train.jsonl").write_text('{"q": "1"}\n{"q": "2"}\n')
+    (tmp_path / "b-test.jsonl").write_text('{"q": "3"}\n')
+    r = rlctl(
+        "data", "pull", "mine", "--from", "a-train.jsonl", "--from", "b-test.jsonl",
+        "--field", "prompt=q",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    recs = jsonl(r.stdout)
+    assert [(x["id"], x["meta"]["split"]) for x in recs] == [
+        ("mine/train/0", "train"),
+        ("mine/train/1", "train"),
+        ("mine/test/2", "test"),
+    ]

@@ -332,3 +332,100 @@ def test_gc_removes_leftovers_of_ended_runs_only(
         {"status": "ok", "n": 2}
     ]
     assert sql("SELECT count(*) AS n FROM prompts") == [{"n": 2}]
+
+
+def test_gc_failed_keeps_what_a_later_command_can_use(rlctl: Runner, store: Path) -> None:
+    """An interrupted training run with checkpoints (--resume), an interrupted (stopped) serve
+    run and an interrupted pull another run read are all kept by `gc --failed`; an
+    interrupted run nothing uses, and a plain failed one, go."""
+    s = Store(store)
+
+    with pytest.raises(RunInterrupted), Run(s, "train grpo") as train:
+        ckpt = train.artifact_dir / "trainer" / "checkpoint-2"
+        ckpt.mkdir(parents=True)
+        (ckpt / "trainer_state.json").write_text("{}")
+        raise RunInterrupted("SIGTERM", 143)
+    with pytest.raises(RunInterrupted), Run(s, "serve vllm") as serve:
+        serve.info["endpoint"] = {"url": "http://127.0.0.1:1/v1", "run_id": serve.run_id}
+        raise RunInterrupted("SIGINT", 130)
+    with pytest.raises(RunInterrupted), Run(s, "data pull") as pull:
+        pull.artifact("prompts", "prompt").write({**PROMPT, "run_id": pull.run_id})
+        raise RunInterrupted("the next stage closed the pipe", 141)
+    with Run(s, "rollout") as child:
+        child.add_parents([pull.run_id])
+    with pytest.raises(RunInterrupted), Run(s, "data pull") as orphan:
+        raise RunInterrupted("SIGINT", 130)
+    with pytest.raises(ValueError), Run(s, "judge") as broken:
+        raise ValueError("boom")
+
+    dry = rlctl("store", "gc", "--failed", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    err = dry.stderr.decode()
+    assert f"keep {train.run_id}: interrupted, kept: holds checkpoints" in err
+    assert f"keep {serve.run_id}: interrupted, kept: registered an endpoint" in err
+    assert f"keep {pull.run_id}: interrupted, kept: is an input of run {child.run_id}" in err
+    assert f"would remove {store / 'runs' / orphan.run_id}" in err
+    assert f"would remove {store / 'runs' / broken.run_id}" in err
+    assert "3 failed or interrupted runs kept" in err
+    assert (store / "runs" / orphan.run_id).exists()  # a dry run removes nothing
+
+    assert rlctl("store", "gc", "--failed").returncode == 0
+    left = set(s.run_ids())
+    assert {train.run_id, serve.run_id, pull.run_id, child.run_id} <= left
+    assert not {orphan.run_id, broken.run_id} & left
+    assert (ckpt / "trainer_state.json").exists()
+
+
+def _all_commands() -> Iterator[tuple[str, object]]:
+    import click
+
+    from rlctl.cli import main
+
+    ctx = click.Context(main)
+
+    def walk(cmd: object, path: str) -> Iterator[tuple[str, object]]:
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                yield from walk(cmd.get_command(ctx, name), f"{path} {name}".strip())
+        else:
+            yield path, cmd
+
+    yield from walk(main, "")
+
+
+def test_every_documented_flag_survives_redaction() -> None:
+    """Secrets are masked by what they are, not by a word in a flag's name: `--max-tokens 64`
+    was stored as `***`. Every option of every command, as a flag and as a config key, keeps
+    its value; the real secret shapes are still masked (test_secrets_never_reach_run_json)."""
+    import click
+
+    from rlctl.store.redact import redact_argv, redact_value
+
+    seen = 0
+    for path, cmd in _all_commands():
+        for param in cmd.params:
+            if not isinstance(param, click.Option):
+                continue
+            for flag in param.opts:
+                argv = [*path.split(), flag] + ([] if param.is_flag else ["64"])
+                assert redact_argv(argv) == argv, f"rlctl {path} {flag}"
+                if flag.startswith("--") and not param.is_flag:
+                    assert redact_argv([f"{flag}=64"]) == [f"{flag}=64"], f"rlctl {path} {flag}"
+                seen += 1
+            conf = {param.name: 64, "trainer": {param.name: "64"}}
+            assert redact_value(conf) == conf, f"rlctl {path}: config key {param.name}"
+    assert seen > 100  # the walk reached every command
+    sets = ["--set", "tokenizer.pad_token=<|endoftext|>", "--set", "max_new_tokens=8"]
+    assert redact_argv(sets) == sets
+
+
+def test_secret_environment_values_are_masked(store: Path, monkeypatch) -> None:
+    """The value of a secret environment variable is masked wherever it appears, even when
+    it has no recognisable shape."""
+    secret = "plain-looking-value-42"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    with Run(
+        Store(store), "unit env", argv=["--base-url", f"http://u:{secret}@h"], config={"x": secret}
+    ) as run:
+        pass
+    assert secret not in (store / "runs" / run.run_id / "run.json").read_text()

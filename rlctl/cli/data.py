@@ -57,8 +57,9 @@ or a local file (.jsonl, .jsonl.gz, .json, .parquet, .csv) mapped with --field.
 @click.option(
     "--from",
     "from_path",
+    multiple=True,
     metavar="PATH",
-    help="Read the dataset's original file(s) instead of the hub.",
+    help="Read the dataset's original file(s) instead of the hub (repeatable; globs work).",
 )
 @click.option(
     "--sample", is_flag=True, default=None, help="Use the small real sample bundled with rlctl."
@@ -86,12 +87,11 @@ def pull_cmd(ctx: click.Context, name: str, output: str | None, **_: object) -> 
 
     conf = resolve_config(ctx, DEFAULTS)
     conf["name"] = name
-    if (
-        conf["from_path"]
-        and not any(c in conf["from_path"] for c in "*?[")
-        and not Path(conf["from_path"]).exists()
-    ):
-        raise BadInput(f"--from {conf['from_path']}: no such file")
+    if isinstance(conf["from_path"], str):  # a config file may give one path
+        conf["from_path"] = [conf["from_path"]]
+    for path in conf["from_path"]:
+        if not any(c in path for c in "*?[") and not Path(path).exists():
+            raise BadInput(f"--from {path}: no such file")
     store = get_store(ctx)
     with Run(store, command_name(ctx), config=conf, seed=conf["seed"]) as run:
         pulled = pull(
@@ -105,8 +105,8 @@ def pull_cmd(ctx: click.Context, name: str, output: str | None, **_: object) -> 
             seed=int(conf["seed"]),
             fields=conf["field"],
         )
-        if conf["from_path"]:
-            run.add_input(str(Path(conf["from_path"]).absolute()), via="file")
+        for path in pulled.files:
+            run.add_input(str(Path(path).absolute()), via="file")
         run.info["config"].update(split=pulled.split, field=pulled.fields or conf["field"])
         table = KINDS[pulled.kind].table
         n = emit(run, pulled.records, pulled.kind, name=table, output=output, fmt=conf["format"])

@@ -25,19 +25,31 @@ def path_cmd(ctx: click.Context) -> None:
     "gc",
     epilog="\b\nExamples:\n  rlctl store gc --dry-run\n  rlctl store gc --failed",
 )
-@click.option("--failed", is_flag=True, help="Also remove whole failed and interrupted runs.")
+@click.option(
+    "--failed",
+    is_flag=True,
+    help="Also remove whole failed and interrupted runs that nothing can use (see below).",
+)
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @click.pass_context
 def gc_cmd(ctx: click.Context, failed: bool, dry_run: bool) -> None:
-    """Remove partial artifacts and temp files of ended runs (and, with --failed, failed runs)."""
+    """Remove partial artifacts and temp files of ended runs (and, with --failed, failed runs).
+
+    --failed never removes a run a later command can use: one holding checkpoints (--resume),
+    one that registered an endpoint (a stopped 'serve vllm'), one with complete artifacts, or
+    one that another run read (lineage). Each kept run is listed with its reason.
+    """
     from rlctl.store.gc import gc
 
     s = get_store(ctx)
     report = gc(s, failed=failed, dry_run=dry_run)
+    for rid, why in report.kept.items():
+        sys.stderr.write(f"keep {rid}: {why}\n")
     for path in report.removed:
         sys.stderr.write(f"{'would remove' if dry_run else 'removed'} {path}\n")
     verb = "would free" if dry_run else "freed"
-    sys.stderr.write(f"{len(report.removed)} paths, {verb} {report.bytes / 2**20:.1f} MiB\n")
+    kept = f", {len(report.kept)} failed or interrupted runs kept" if report.kept else ""
+    sys.stderr.write(f"{len(report.removed)} paths, {verb} {report.bytes / 2**20:.1f} MiB{kept}\n")
 
 
 @store.command(

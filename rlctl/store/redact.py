@@ -1,25 +1,84 @@
-"""Keep secrets out of run.json: argv and configs are saved verbatim otherwise."""
+"""Keep secrets out of run.json: argv and configs are saved verbatim otherwise.
+
+A secret is recognised by what it is, never by a word inside a flag's name (`--max-tokens 64`
+and `tokenizer.pad_token` are settings, not secrets): a value shaped like a known kind of key
+(OpenAI, Hugging Face, GitHub, Slack, AWS, a bearer header), the value of a secret environment
+variable that is set in this process, or the value of a key whose whole name is a secret's name
+(`api_key`, `hf_token`, `password`, ...).
+"""
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
 MASK = "***"
-_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|passw(or)?d|credential|auth)", re.I)
+# Whole key names (lower case, '-' read as '_', the last component of a dotted --set key).
+SECRET_KEYS = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "openai_api_key",
+        "anthropic_api_key",
+        "wandb_api_key",
+        "token",
+        "hf_token",
+        "hub_token",
+        "access_token",
+        "auth_token",
+        "bearer_token",
+        "github_token",
+        "password",
+        "passwd",
+        "secret",
+        "client_secret",
+        "secret_key",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "authorization",
+        "credentials",
+    }
+)
+# Environment variables whose values are secrets wherever they turn up.
+SECRET_ENV = (
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "WANDB_API_KEY",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "VLLM_API_KEY",
+)
 _SECRET_VALUE = re.compile(
     r"(sk-[A-Za-z0-9_\-]{16,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|"
     r"xox[abpr]-[A-Za-z0-9\-]{10,}|AKIA[0-9A-Z]{16}|Bearer\s+\S+)"
 )
+_MIN_ENV_SECRET = 8  # shorter values ("1", "EMPTY") would mask ordinary words
 
 
 def is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEY.search(key))
+    name = key.lstrip("-").split("=", 1)[0].rsplit(".", 1)[-1]
+    return name.lower().replace("-", "_") in SECRET_KEYS
+
+
+def _env_secrets() -> list[str]:
+    values = (os.environ.get(name) or "" for name in SECRET_ENV)
+    return sorted({v for v in values if len(v) >= _MIN_ENV_SECRET}, key=len, reverse=True)
+
+
+def redact_text(text: str) -> str:
+    for secret in _env_secrets():
+        text = text.replace(secret, MASK)
+    return _SECRET_VALUE.sub(MASK, text)
 
 
 def redact_value(value: Any) -> Any:
     if isinstance(value, str):
-        return _SECRET_VALUE.sub(MASK, value)
+        return redact_text(value)
     if isinstance(value, dict):
         return {
             k: MASK if is_secret_key(str(k)) and v else redact_value(v) for k, v in value.items()
@@ -30,7 +89,7 @@ def redact_value(value: Any) -> Any:
 
 
 def redact_argv(argv: list[str]) -> list[str]:
-    """`--api-key X`, `--api-key=X`, `--set openai.api_key=X` and token-shaped words are masked."""
+    """`--api-key X`, `--api-key=X`, `--set openai.api_key=X` and key-shaped words are masked."""
     out: list[str] = []
     mask_next = False
     for arg in argv:
@@ -38,15 +97,15 @@ def redact_argv(argv: list[str]) -> list[str]:
             out.append(MASK)
             mask_next = False
             continue
-        if arg.startswith("-") and is_secret_key(arg):
+        if arg.startswith("--") and is_secret_key(arg):
             if "=" in arg:
                 out.append(arg.split("=", 1)[0] + "=" + MASK)
             else:
                 out.append(arg)
                 mask_next = True
             continue
-        if "=" in arg and is_secret_key(arg.split("=", 1)[0]):
+        if "=" in arg and not arg.startswith("-") and is_secret_key(arg.split("=", 1)[0]):
             out.append(arg.split("=", 1)[0] + "=" + MASK)
             continue
-        out.append(redact_value(arg))
+        out.append(redact_text(arg))
     return out

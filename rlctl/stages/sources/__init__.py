@@ -9,7 +9,8 @@ from typing import Any
 
 from rlctl.stages.sources import gsm8k, hh_rlhf, mbpp
 
-Convert = Callable[[dict[str, Any], int, str, str], dict[str, Any]]
+# (row, index, split, where, subset) -> record
+Convert = Callable[[dict[str, Any], int, str, str, str | None], dict[str, Any]]
 
 
 def _keep_all(row: dict[str, Any], split: str) -> bool:
@@ -28,6 +29,8 @@ class Source:
     keep: Callable[[dict[str, Any], str], bool] = _keep_all
     hub_kwargs: Callable[[str | None], dict[str, Any]] = field(default=lambda subset: {})
     splits: tuple[str, ...] = ("train", "test")
+    subsets: tuple[str, ...] = ()  # named in record ids: recognised in a file's name
+    default_subset: str | None = None  # the hub's, when --subset is not given
 
 
 SOURCES: dict[str, Source] = {
@@ -52,6 +55,8 @@ SOURCES: dict[str, Source] = {
             "test",
             hh_rlhf.convert,
             hub_kwargs=lambda subset: {"data_dir": subset or "helpful-base"},
+            subsets=hh_rlhf.SUBSETS,
+            default_subset="helpful-base",
         ),
         Source(
             "mbpp",

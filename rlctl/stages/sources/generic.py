@@ -86,9 +86,9 @@ def _chat(value: Any) -> Any:
 
 
 def convert_rows(
-    rows: Iterator[Row], name: str, split: str, fields: dict[str, str]
+    rows: Iterator[Row], name: str, split: str, fields: dict[str, str], start: int = 0
 ) -> Iterator[dict[str, Any]]:
-    for index, (where, row) in enumerate(rows):
+    for index, (where, row) in enumerate(rows, start):
         rec: dict[str, Any] = {"source": name}
         meta: dict[str, Any] = {"split": split, "index": index}
         for target, column in fields.items():

@@ -15,7 +15,9 @@ def final_answer(solution: str) -> str | None:
     return solution.rsplit("####", 1)[1].strip()
 
 
-def convert(row: dict[str, Any], index: int, split: str, where: str) -> dict[str, Any]:
+def convert(
+    row: dict[str, Any], index: int, split: str, where: str, subset: str | None = None
+) -> dict[str, Any]:
     question = need(row, "question", where, "GSM8K")
     solution = need(row, "answer", where, "GSM8K")
     reference = final_answer(solution)

@@ -49,7 +49,20 @@ def _continuation(tail: str) -> str | list[dict[str, str]]:
     return turns
 
 
-def convert(row: dict[str, Any], index: int, split: str, where: str) -> dict[str, Any]:
+SUBSETS = (
+    "helpful-base",
+    "helpful-online",
+    "helpful-rejection-sampled",
+    "harmless-base",
+    "red-team-attempts",
+)
+
+
+def convert(
+    row: dict[str, Any], index: int, split: str, where: str, subset: str | None = None
+) -> dict[str, Any]:
+    """The id names the subset (helpful and harmless files both count rows from 0), so pulls of
+    several subsets can be mixed and still group by prompt."""
     chosen = need(row, "chosen", where, "HH-RLHF")
     rejected = need(row, "rejected", where, "HH-RLHF")
     try:
@@ -60,10 +73,10 @@ def convert(row: dict[str, Any], index: int, split: str, where: str) -> dict[str
     if not messages:
         raise BadInput(f"{where}: field 'chosen': no Human turn before the last Assistant turn")
     return {
-        "id": f"hh-rlhf/{split}/{index}",
+        "id": "/".join(p for p in ("hh-rlhf", subset, split, str(index)) if p),
         "messages": messages,
         "chosen": _continuation(c_tail),
         "rejected": _continuation(r_tail),
         "source": "hh-rlhf",
-        "meta": {"split": split, "index": index, "prefix_match": aligned},
+        "meta": {"split": split, "subset": subset, "index": index, "prefix_match": aligned},
     }

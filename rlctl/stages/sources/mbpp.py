@@ -20,7 +20,9 @@ def keep(row: dict[str, Any], split: str) -> bool:
     return split == "all" or split_of(int(row.get("task_id", 0))) == split
 
 
-def convert(row: dict[str, Any], index: int, split: str, where: str) -> dict[str, Any]:
+def convert(
+    row: dict[str, Any], index: int, split: str, where: str, subset: str | None = None
+) -> dict[str, Any]:
     task_id = need(row, "task_id", where, "MBPP", int)
     # mbpp.jsonl calls the description `text`; sanitized-mbpp.json calls it `prompt`.
     text = row["text"] if "text" in row else need(row, "prompt", where, "MBPP")
