@@ -3,6 +3,7 @@ sigmoid DPO loss when α = 0 and ρ = 0."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -13,21 +14,62 @@ from rlctl.train.beta_dpo import BetaDPOLoss, MarginStats  # noqa: E402
 
 
 def test_running_stats_by_hand() -> None:
+    """The official rule: M0 and σ start at 0, σ is the unbiased std."""
     s = MarginStats(momentum=0.9)
-    assert s.update(torch.tensor([1.0, 3.0])) == (2.0, 1.0)  # first batch: its own mean/std
-    m0, sigma = s.update(torch.tensor([4.0, 8.0]))  # mean 6, std 2
-    assert m0 == pytest.approx(0.9 * 2 + 0.1 * 6)  # 2.4
-    assert sigma == pytest.approx(0.9 * 1 + 0.1 * 2)  # 1.1
+    m0, sigma = s.update(torch.tensor([1.0, 3.0]))  # mean 2, unbiased std √2
+    assert m0 == pytest.approx(0.1 * 2) and sigma == pytest.approx(0.1 * math.sqrt(2))
+    m0, sigma = s.update(torch.tensor([4.0, 8.0]))  # mean 6, unbiased std 2√2
+    assert m0 == pytest.approx(0.9 * 0.2 + 0.1 * 6)
+    assert sigma == pytest.approx(0.9 * 0.1 * math.sqrt(2) + 0.1 * 2 * math.sqrt(2))
+    warm = MarginStats(momentum=0.9, init="first-batch")  # the named alternative
+    assert warm.update(torch.tensor([1.0, 3.0])) == pytest.approx((2.0, math.sqrt(2)))
 
 
 def test_weights_by_hand() -> None:
-    margins = torch.tensor([-10.0, 0.9, 1.1, 12.0])
-    _, info = BetaDPOLoss(rho=0.5)(margins)
-    m0 = 1.0  # the first batch's own mean
-    sigma = math.sqrt(((-11.0) ** 2 + 0.1**2 + 0.1**2 + 11.0**2) / 4)  # population std
+    margins = [-10.0, 0.9, 1.1, 12.0]
+    _, info = BetaDPOLoss(rho=0.5)(torch.tensor(margins))
+    m0 = 0.1 * 1.0  # 0.9 · 0 + 0.1 · the batch mean (1.0)
+    sigma = 0.1 * math.sqrt(sum((m - 1.0) ** 2 for m in margins) / 3)  # unbiased
     assert info["m0"] == pytest.approx(m0) and info["sigma"] == pytest.approx(sigma)
-    expected = [math.exp(-0.5 * ((m - m0) / sigma) ** 2) for m in (-10.0, 0.9, 1.1, 12.0)]
+    expected = [math.exp(-0.5 * ((m - m0) / sigma) ** 2) for m in margins]
     assert info["weights"].tolist() == pytest.approx(expected)
+
+
+def _official_betas(batches: list[list[float]], beta0: float, a: float) -> list[float]:
+    """β of the authors' code (junkangwu/beta-DPO `trainers.py`: `update_and_sync_tensor_mean`
+    then `preference_loss`), transcribed for ρ = 0, where its multinomial keeps every pair:
+    gap_mean and gap_std start as zeros, move with γ = 0.9 before the loss, use torch.std."""
+    gap_mean, gap_std, out = torch.zeros(1), torch.zeros(1), []
+    for batch in batches:
+        a_gap = torch.tensor(batch)
+        gap_mean.mul_(0.9).add_(a_gap.mean(), alpha=0.1)
+        gap_std.mul_(0.9).add_(a_gap.std(), alpha=0.1)
+        beta_used = (beta0 * (1 + a * (a_gap.mean() - gap_mean))).clamp(min=1e-3)
+        out.append(float(beta_used))
+    return out
+
+
+def test_beta_follows_the_official_code() -> None:
+    """Three batches against the transcription: the first-batch start that rlctl used before
+    gives β = β0 at step 0 whatever the margins, the official rule does not."""
+    batches = [[1.2, 0.4, 2.9, 1.5], [-0.8, -1.9, 0.3, -0.2], [0.5, 0.7, 3.1, -2.2]]
+    ours = BetaDPOLoss(beta0=0.1, rho=0.0, alpha=0.6)
+    got = [ours(torch.tensor(b))[1]["beta"] for b in batches]
+    assert got == pytest.approx(_official_betas(batches, 0.1, 0.6), rel=1e-6)
+    assert got[0] == pytest.approx(0.1 * (1 + 0.6 * 0.9 * 1.5), rel=1e-6)  # = 0.181
+    warm = BetaDPOLoss(beta0=0.1, rho=0.0, alpha=0.6, stats_init="first-batch")
+    assert warm(torch.tensor(batches[0]))[1]["beta"] == pytest.approx(0.1)
+
+
+def test_state_round_trips() -> None:
+    """What a checkpoint carries: the running stats and the sampler's RNG."""
+    a = BetaDPOLoss(rho=0.5, seed=3)
+    a(torch.tensor([0.1, 0.5, 0.9, 1.3]))
+    b = BetaDPOLoss(rho=0.5, seed=99)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    batch = torch.tensor([0.2, 0.4, 1.0, 1.4])
+    ia, ib = a(batch)[1], b(batch)[1]
+    assert ia["beta"] == ib["beta"] and ia["mask"].tolist() == ib["mask"].tolist()
 
 
 def test_mask_beta_and_loss_by_hand() -> None:
@@ -125,7 +167,11 @@ def test_trainer_with_alpha_0_rho_0_equals_trl_sigmoid_on_the_same_batch(
     trl_trainer = DPOTrainer(
         model=str(tiny_model), args=args, train_dataset=pairs, processing_class=tok
     )
+    from rlctl.records import RecordWriter
+
+    margins = RecordWriter(tmp_path / "margins.jsonl")
     ours = make_trainer_class()(
+        margin_log=margins,
         model=str(tiny_model),
         args=args,
         train_dataset=pairs,
@@ -139,4 +185,6 @@ def test_trainer_with_alpha_0_rho_0_equals_trl_sigmoid_on_the_same_batch(
     got = ours._compute_loss(ours.model, batch, False)
     assert torch.allclose(got, expected, atol=1e-6), (got, expected)
     assert ours._metrics["train"]["beta_dpo/kept"] == [8.0]
-    assert len(ours.margin_log) == 8 and all(m["kept"] for m in ours.margin_log)
+    margins.close()
+    rows = [json.loads(x) for x in (tmp_path / "margins.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and all(m["kept"] for m in rows) and {m["step"] for m in rows} == {1}

@@ -63,8 +63,9 @@ def test_sft_on_gsm8k_solutions(rlctl: Runner, sql, tiny_model: Path) -> None:
 
 
 def test_beta_dpo_writes_margin_logs(rlctl: Runner, sql, tiny_model: Path) -> None:
+    """The margin log names each pair, carries the step its metrics carry, and is a view."""
     r = rlctl(
-        shell=f"$RLCTL data pull hh-rlhf --sample --limit 8 | $RLCTL train beta-dpo --model {tiny_model} --max-steps 2 --rho 0.5 --set trainer.per_device_train_batch_size=4 --set trainer.max_length=256"
+        shell=f"$RLCTL data pull hh-rlhf --sample --limit 8 | $RLCTL train beta-dpo --model {tiny_model} --max-steps 2 --rho 0.5 --set trainer.per_device_train_batch_size=4 --set trainer.max_length=1024"
     )
     assert r.returncode == 0, r.stderr
     names = {x["name"] for x in sql("SELECT DISTINCT name FROM metrics")}
@@ -73,14 +74,22 @@ def test_beta_dpo_writes_margin_logs(rlctl: Runner, sql, tiny_model: Path) -> No
         x["step"]: x["value"]
         for x in sql("SELECT step, value FROM metrics WHERE name = 'beta_dpo/kept'")
     }
-    (log,) = sql("SELECT path FROM artifacts WHERE kind = 'margin_log'")
-    rows = [json.loads(line) for line in Path(log["path"]).read_text().splitlines()]
-    by_step: dict[int, list[dict]] = {}  # each step's pairs, logged before the counter advances
+    betas = {
+        x["step"]: x["value"]
+        for x in sql("SELECT step, value FROM metrics WHERE name = 'beta_dpo/beta'")
+    }
+    rows = sql("SELECT step, id, margin, kept, beta, run_id FROM margin_logs ORDER BY step, id")
+    by_step: dict[int, list[dict]] = {}
     for row in rows:
         by_step.setdefault(row["step"], []).append(row)
-    assert len(by_step) == 2 and sorted(kept) == [1, 2]
-    for (_, pairs), step in zip(sorted(by_step.items()), sorted(kept), strict=True):
+    assert sorted(by_step) == sorted(kept) == [1, 2]  # the metrics' steps, not one behind
+    for step, pairs in by_step.items():
         assert kept[step] == max(1, int(len(pairs) * 0.5)) == sum(p["kept"] for p in pairs)
+        assert all(p["beta"] == pytest.approx(betas[step]) for p in pairs)
+    pulled = {x["id"] for x in sql("SELECT id FROM pairs")}
+    assert {row["id"] for row in rows} <= pulled and len({row["id"] for row in rows}) == 8
+    (train,) = sql("SELECT run_id FROM runs WHERE command = 'train beta-dpo'")
+    assert {row["run_id"] for row in rows} == {train["run_id"]}
 
 
 @pytest.mark.parametrize(
@@ -125,8 +134,15 @@ def test_grpo_with_judge_rewards(rlctl: Runner, sql, tiny_model: Path, head: lis
         assert set(s["rewards"]) == {"math", "format"}
         assert s["reward"] == pytest.approx(s["rewards"]["math"] + 0.1 * s["rewards"]["format"])
         assert isinstance(s["advantage"], float)
-    (cfg,) = sql("SELECT config FROM runs WHERE command = 'train grpo'")
+    (cfg,) = sql("SELECT run_id, config FROM runs WHERE command = 'train grpo'")
     assert cfg["config"]["fp32_lm_head"] is bool(head)
+    # every sample joins its prompt record and its run
+    joined = sql(
+        "SELECT s.run_id, s.id, s.reference, p.reference AS gold FROM train_samples s "
+        "LEFT JOIN prompts p USING (id)"
+    )
+    assert joined and {x["run_id"] for x in joined} == {cfg["run_id"]}
+    assert all(x["gold"] is not None and x["reference"] == x["gold"] for x in joined)
     _generates(rlctl, _checkpoint(sql, "train grpo"))
 
 
@@ -355,3 +371,82 @@ def test_assistant_only_loss_follows_what_the_template_allows(
     train_tokenizer(tmp_path / "bpe")  # a ChatML template of its own, which TRL cannot mark
     assert _assistant_only_loss(str(tiny_model)) is True
     assert _assistant_only_loss(str(tmp_path / "bpe")) is False
+
+
+@pytest.mark.parametrize(
+    ("kind", "source", "args", "metric"),
+    [
+        (
+            "beta-dpo",
+            "hh-rlhf",
+            "--rho 0.5 --set trainer.max_length=1024 --set trainer.per_device_train_batch_size=4",
+            "beta_dpo/beta",
+        ),
+        (
+            "grpo",
+            "gsm8k",
+            "--init-kl-coef 0.05 --kl-target 1e-12 --kl-horizon 40 "
+            "--set trainer.max_completion_length=8 --set trainer.learning_rate=0.01",
+            "kl_coef",
+        ),
+    ],
+)
+def test_resumed_run_continues_the_beta_trajectory(
+    rlctl: Runner, sql, store: Path, tiny_model: Path, tmp_path: Path, kind, source, args, metric
+) -> None:
+    """β-DPO's running M0/σ (and its sampler) and GRPO's adaptive-KL β are in the checkpoint:
+    a run preempted after its step-2 save, resumed, reaches the uninterrupted run's β."""
+    import shutil
+
+    (tmp_path / "in.jsonl").write_bytes(
+        rlctl("data", "pull", source, "--sample", "--limit", "8").stdout
+    )
+    base = f"$RLCTL train {kind} -i in.jsonl --model {tiny_model} --max-steps 4 --set trainer.save_steps=2 {args}"
+    assert (r := rlctl(shell=base)).returncode == 0, r.stderr
+    (whole,) = sql(f"SELECT run_id FROM runs WHERE command = 'train {kind}'")
+    trainer_dir = store / "artifacts" / whole["run_id"] / "trainer"
+    assert (trainer_dir / "checkpoint-2" / "rlctl_state.json").exists()
+    shutil.rmtree(trainer_dir / "checkpoint-4")  # as if preempted after the step-2 save
+    assert (r := rlctl(shell=f"{base} --resume {whole['run_id']}")).returncode == 0, r.stderr
+    rows = sql(
+        f"SELECT run_id, step, value FROM metrics WHERE name = '{metric}' ORDER BY run_id, step"
+    )
+    first = {x["step"]: x["value"] for x in rows if x["run_id"] == whole["run_id"]}
+    resumed = {x["step"]: x["value"] for x in rows if x["run_id"] != whole["run_id"]}
+    assert sorted(first) == [1, 2, 3, 4] and sorted(resumed) == [3, 4]
+    assert resumed == pytest.approx({3: first[3], 4: first[4]}, rel=1e-9)
+
+
+def test_sft_counts_rows_trl_drops_and_stops_when_too_many(
+    rlctl: Runner, sql, tiny_model: Path, tmp_path: Path
+) -> None:
+    """TRL drops every row whose prompt fills max_length, silently, and crashes with
+    `num_samples=0` when none is left: rlctl counts, records, and stops with exit 2."""
+    (tmp_path / "p.jsonl").write_bytes(
+        rlctl("data", "pull", "gsm8k", "--sample", "--limit", "6").stdout
+    )
+    sft = f"$RLCTL train sft -i p.jsonl --model {tiny_model} --target meta.solution --max-steps 1"
+    none = rlctl(shell=f"{sft} --set trainer.max_length=4")
+    assert none.returncode == 2, none.stderr
+    assert "all 6 rows were dropped" in none.stderr.decode() and b"Traceback" not in none.stderr
+    many = rlctl(shell=f"{sft} --set trainer.max_length=140")
+    err = many.stderr.decode()
+    assert many.returncode == 2 and "would be dropped" in err and "--max-dropped" in err, err
+    ok = rlctl(shell=f"{sft} --set trainer.max_length=140 --max-dropped 1")
+    assert ok.returncode == 0, ok.stderr
+    assert "rows dropped (the prompt alone fills trainer.max_length=140)" in ok.stderr.decode()
+    (run,) = sql("SELECT run_id, run_dir FROM runs WHERE command = 'train sft' AND status = 'ok'")
+    data = json.loads((Path(run["run_dir"]) / "run.json").read_text())["data"]
+    assert data["rows_in"] == 6 and data["dropped"] == 2 and data["max_length"] == 140
+    assert data["trained"] == 6 - data["dropped"]
+    metrics = {
+        x["name"]: x["value"]
+        for x in sql(
+            f"SELECT name, value FROM metrics WHERE run_id = '{run['run_id']}' "
+            "AND name LIKE 'data/%'"
+        )
+    }
+    assert (
+        metrics["data/dropped"] == data["dropped"]
+        and metrics["data/truncated"] == data["truncated"]
+    )

@@ -29,8 +29,10 @@ DEFAULTS: dict[str, Any] = {
     "fp32_lm_head": False,
     "max_steps": None,
     "target": "completion",
+    "max_dropped": 0.1,  # sft/dpo: the fraction of rows TRL may drop (prompt fills max_length)
     "rho": 0.2,
     "alpha": 0.6,
+    "stats_init": "zero",  # beta-dpo: running M0/σ from 0 (the official code) or first-batch
     "reward": ["math"],  # grpo: judge names, as for `rlctl judge`
     "log_every": 1,  # grpo: write the sampled completions every N steps
     "mode": "auto",  # grpo math reward: where the answer is
@@ -67,6 +69,13 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.pass_context(f)
     f = config_options(f)
     f = click.option("--max-steps", type=int, help="Optimizer steps (trainer.max_steps).")(f)
+    f = click.option(
+        "--max-dropped",
+        type=click.FloatRange(0, 1),
+        metavar="FRACTION",
+        help="Stop when TRL would drop more of the rows than this (prompt fills "
+        "trainer.max_length) [0.1].",
+    )(f)
     f = click.option(
         "--report-to",
         "report_to",
@@ -197,6 +206,11 @@ def grpo(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
 @train.command("beta-dpo", epilog=EPILOG)
 @click.option("--rho", type=float, help="Fraction of pairs filtered out per batch [0.2].")
 @click.option("--alpha", type=float, help="How strongly β follows the batch margin [0.6].")
+@click.option(
+    "--stats-init",
+    type=click.Choice(["zero", "first-batch"]),
+    help="Running margin mean/std start at 0 (the official code) or at the first batch's [zero].",
+)
 @_common
 def beta_dpo(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
     """β-DPO (Wu et al., 2024): adaptive β and margin-based filtering; logs margin logs."""

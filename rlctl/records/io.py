@@ -248,6 +248,13 @@ class RecordWriter:
         for r in records:
             self.write(r)
 
+    def flush(self) -> None:
+        """Push what was written to the file, so a process killed next loses none of it (a
+        log that must survive preemption flushes after every step)."""
+        self._f.flush()
+        if self._raw is not self._f:
+            self._raw.flush()
+
     def close(self, ok: bool = True) -> Path:
         """Publish the file (ok) or set it aside as `.partial`; returns where it ended up."""
         if self.closed:

@@ -221,8 +221,22 @@ KINDS: dict[str, Kind] = {
             "train_sample",
             "train_samples",
             (
+                Field(
+                    "id",
+                    _optional(_is_id),
+                    "a string or integer",
+                    "VARCHAR",
+                    doc="The prompt's id.",
+                ),
                 Field("step", _is_int, "an integer", "BIGINT", True, "Optimizer step."),
                 Field("prompt", _is_text_or_messages, "a string or messages", "VARCHAR", True),
+                Field(
+                    "reference",
+                    _optional(_is_reference),
+                    "a string, number or list of strings",
+                    "VARCHAR",
+                    doc="The prompt's reference, as the reward read it.",
+                ),
                 Field("completion", _is_str, "a string", "VARCHAR", True),
                 Field(
                     "reward", _optional(_is_num), "a number or null", "DOUBLE", doc="Weighted sum."
@@ -240,6 +254,23 @@ KINDS: dict[str, Kind] = {
                 _PROMPT_FIELDS[-1],
             ),
             doc="A completion GRPO sampled during training, with its rewards.",
+        ),
+        Kind(
+            "margin_log",
+            "margin_logs",
+            (
+                Field(
+                    "step", _is_int, "an integer", "BIGINT", True, "The step the pair trained in."
+                ),
+                Field(
+                    "id", _optional(_is_id), "a string or integer", "VARCHAR", doc="The pair's id."
+                ),
+                Field("margin", _is_num, "a number", "DOUBLE", True, "Log-ratio margin, no β."),
+                Field("kept", _is_bool, "a boolean", "BOOLEAN", True, "Chosen by the filter."),
+                Field("beta", _is_num, "a number", "DOUBLE", True, "The batch's β."),
+                _PROMPT_FIELDS[-1],
+            ),
+            doc="One pair of a β-DPO batch: its margin, whether the filter kept it, the batch β.",
         ),
         Kind(
             "eval",

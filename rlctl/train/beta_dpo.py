@@ -2,15 +2,21 @@
 
 Per batch of N pairs:
   M_i  = (log πθ − log πref)(y_w) − (log πθ − log πref)(y_l)          (the margin, without β)
-  M0, σ ← momentum · (M0, σ) + (1 − momentum) · (mean M, std M)         (gathered over processes)
+  M0, σ ← momentum · (M0, σ) + (1 − momentum) · (mean M, std M)         (gathered over processes;
+                                                                         std unbiased; from 0)
   w_i  = exp(−½ ((M_i − M0) / σ)²)                                      (Gaussian weight)
   keep ⌊N (1 − ρ)⌋ pairs, sampled without replacement ∝ w (seeded)     (N: the global batch)
   β    = β0 · (1 + α (mean(M_kept) − M0)), clamped ≥ 1e-3, not differentiated
   loss = mean over kept pairs of −log σ(β · M_i)
 
 With α = 0 and ρ = 0 every pair is kept and β = β0: exactly TRL's sigmoid DPO loss (tested).
-The running statistics start from the first batch's own statistics, so the first batch is not
-pulled towards an arbitrary prior.
+This follows the authors' code (junkangwu/beta-DPO, `trainers.py`), checked against a transcription
+of it in the tests: M0 and σ start at 0 and are updated before the batch is weighted, σ is the
+unbiased std, and `rewards/*` are logged with β0. `stats_init="first-batch"` starts the running
+statistics from the first batch's own instead (no pull towards 0 in the first ~10 steps); it is
+an option, not the default, because published numbers come from the official rule.
+The running statistics and the sampler's RNG are part of the checkpoint (`state_dict`), so a
+resumed run continues the same β trajectory.
 """
 
 from __future__ import annotations
@@ -19,18 +25,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 BETA_MIN = 1e-3
+STATS_INIT = ("zero", "first-batch")
 
 
 @dataclass
 class MarginStats:
     momentum: float = 0.9
+    init: str = "zero"  # "zero" (the official code) or "first-batch"
     mean: float | None = None
     std: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.init not in STATS_INIT:
+            raise ValueError(f"stats_init must be one of {', '.join(STATS_INIT)}, got {self.init}")
+        if self.init == "zero" and self.mean is None:
+            self.mean, self.std = 0.0, 0.0
 
     def update(self, margins: Any) -> tuple[float, float]:
         """Fold one batch (all processes' margins) into the running mean and std."""
         m = float(margins.mean())
-        s = float(margins.std(unbiased=False)) if margins.numel() > 1 else 0.0
+        s = float(margins.std()) if margins.numel() > 1 else 0.0  # unbiased, as torch.std
         if self.mean is None or self.std is None:
             self.mean, self.std = m, s
         else:
@@ -46,13 +60,27 @@ class BetaDPOLoss:
     alpha: float = 0.6
     momentum: float = 0.9
     seed: int = 0
+    stats_init: str = "zero"
     stats: MarginStats = field(init=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.rho < 1:
             raise ValueError(f"rho must be in [0, 1), got {self.rho}")
-        self.stats = MarginStats(self.momentum)
+        self.stats = MarginStats(self.momentum, self.stats_init)
         self._generator: Any = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to continue the same β trajectory (plain JSON)."""
+        gen = None if self._generator is None else self._generator.get_state().tolist()
+        return {"mean": self.stats.mean, "std": self.stats.std, "generator": gen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        import torch
+
+        self.stats.mean, self.stats.std = state["mean"], state["std"]
+        if state.get("generator") is not None:
+            self._generator = torch.Generator(device="cpu")
+            self._generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
 
     def __call__(
         self, margins: Any, all_margins: Any | None = None, offset: int = 0
@@ -95,7 +123,7 @@ class BetaDPOLoss:
             "all_mask": mask,
             "weights": weights[offset : offset + n],
             "margin_mean": float(everyone.mean()),
-            "margin_std": float(everyone.std(unbiased=False)) if total > 1 else 0.0,
+            "margin_std": float(everyone.std()) if total > 1 else 0.0,
             "m0": m0,
             "sigma": sigma,
         }
@@ -113,10 +141,31 @@ def make_trainer_class() -> type:
         on the same batch (tested); only the standard setting is supported (no PEFT, no
         `ld_alpha`, reverse-KL DPO), and anything else is refused rather than silently wrong."""
 
-        def __init__(self, *args: Any, beta_dpo: BetaDPOLoss | None = None, **kwargs: Any) -> None:
+        def __init__(
+            self,
+            *args: Any,
+            beta_dpo: BetaDPOLoss | None = None,
+            margin_log: Any = None,
+            pair_ids: list[str] | None = None,
+            run_id: str | None = None,
+            **kwargs: Any,
+        ) -> None:
             super().__init__(*args, **kwargs)
             self.beta_dpo = beta_dpo or BetaDPOLoss(beta0=self.beta)
-            self.margin_log: list[dict[str, Any]] = []
+            # rank 0's `margin_log` artifact, written and flushed every step (a preempted
+            # run keeps what it logged); rows name their pair through `pair_index`
+            self.margin_log = margin_log
+            self.pair_ids = pair_ids or []
+            self.run_id = run_id
+            collate = self.data_collator
+
+            def with_pair_index(examples: list[dict[str, Any]]) -> dict[str, Any]:
+                out = collate(examples)
+                if examples and "pair_index" in examples[0]:
+                    out["pair_index"] = torch.tensor([e["pair_index"] for e in examples])
+                return out
+
+            self.data_collator = with_pair_index
             unsupported = {
                 "ld_alpha": self.ld_alpha is not None,
                 "f_divergence_type != reverse_kl": self.f_divergence_type != "reverse_kl",
@@ -126,8 +175,13 @@ def make_trainer_class() -> type:
             if bad:
                 raise ValueError(f"beta-dpo does not support {', '.join(bad)}")
 
+        def _set_signature_columns_if_needed(self) -> None:
+            super()._set_signature_columns_if_needed()
+            if "pair_index" not in self._signature_columns:
+                self._signature_columns = [*self._signature_columns, "pair_index"]
+
         def _logratios(self, model: Any, inputs: dict[str, Any]) -> tuple[Any, Any]:
-            non_model = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
+            non_model = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps", "pair_index"}
             kwargs = {k: v for k, v in inputs.items() if k not in non_model}
             kwargs["use_cache"] = False
             completion_mask = inputs["completion_mask"]
@@ -156,17 +210,41 @@ def make_trainer_class() -> type:
             loss, info = self.beta_dpo(margins, all_margins, offset)
             for key in ("beta", "kept", "margin_mean", "margin_std", "m0", "sigma"):
                 self._metrics[mode][f"beta_dpo/{key}"].append(float(info[key]))
-            rewards_c, rewards_r = info["beta"] * chosen.detach(), info["beta"] * rejected.detach()
+            # as the official code: rewards are logged with β0, not the batch's β
+            beta0 = self.beta_dpo.beta0
+            rewards_c, rewards_r = beta0 * chosen.detach(), beta0 * rejected.detach()
             self._metrics[mode]["rewards/margins"].append(float((rewards_c - rewards_r).mean()))
             self._metrics[mode]["rewards/accuracies"].append(
                 float((rewards_c > rewards_r).float().mean())
             )
-            if mode == "train" and self.accelerator.is_main_process:
-                step = self.state.global_step  # every process's pairs, logged once
-                for m, kept in zip(all_margins.tolist(), info["all_mask"].tolist(), strict=True):
-                    self.margin_log.append(
-                        {"step": step, "margin": m, "kept": kept, "beta": info["beta"]}
-                    )
+            if mode == "train" and (
+                self.margin_log is not None or self.accelerator.num_processes > 1
+            ):
+                self._log_margins(inputs, all_margins, info)
             return loss
+
+        def _log_margins(self, inputs: dict[str, Any], margins: Any, info: dict[str, Any]) -> None:
+            """Every process's pairs, written once by rank 0, under the step they train in
+            (the one the step's metrics carry: TRL counts a step when it ends)."""
+            index = inputs.get("pair_index")
+            if index is not None:
+                index = self.accelerator.gather(index.to(margins.device)).tolist()
+            if self.margin_log is None:  # the gather above is collective; rank 0 writes
+                return
+            step = self.state.global_step + 1
+            kept = info["all_mask"].tolist()
+            for i, m in enumerate(margins.tolist()):
+                pair = None if index is None else index[i]
+                self.margin_log.write(
+                    {
+                        "step": step,
+                        "id": self.pair_ids[pair] if pair is not None else None,
+                        "margin": m,
+                        "kept": kept[i],
+                        "beta": info["beta"],
+                        "run_id": self.run_id,
+                    }
+                )
+            self.margin_log.flush()
 
     return BetaDPOTrainer

@@ -5,18 +5,22 @@ from __future__ import annotations
 import logging
 import signal
 from numbers import Number
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
+import orjson
 from transformers import TrainerCallback
 
 from rlctl.backends.judges.base import completion_text
 from rlctl.errors import RunInterrupted
 from rlctl.records import RecordWriter
 from rlctl.store import Run
+from rlctl.store.layout import atomic_write_json
 from rlctl.train.ranks import RankView
 
 log = logging.getLogger("rlctl")
+STATE_FILE = "rlctl_state.json"
 
 
 class StoreMetrics(TrainerCallback):
@@ -39,12 +43,21 @@ class SampleLog(TrainerCallback):
     per-judge rewards of the step's generation, as `train_sample` records with `reward` the
     weighted sum TRL optimises. They come from TRL's own log of the generation (what its
     `log_completions` prints), which TRL already gathers from every process, so rank 0 writes
-    the whole batch and rlctl adds no collective of its own."""
+    the whole batch and rlctl adds no collective of its own. Each record carries the prompt
+    record's `id` and `reference` (logged by the first reward function through TRL's
+    `log_extra`, see `train.grpo.with_row_columns`) and the run's `run_id`, so samples join
+    their prompts and their run."""
 
     def __init__(
-        self, writer: RecordWriter | None, every: int, names: list[str], weights: list[float]
+        self,
+        writer: RecordWriter | None,
+        every: int,
+        names: list[str],
+        weights: list[float],
+        run_id: str = "",
     ) -> None:
         self.writer = writer  # a run artifact (published when the run ends); None off rank 0
+        self.run_id = run_id
         self.every = max(1, every)
         self.names, self.weights = names, weights
         self.trainer: Any = None
@@ -59,6 +72,7 @@ class SampleLog(TrainerCallback):
             return  # nothing generated yet, or a generation shared by several steps
         self._written = logs["completion"][-1]
         columns = [list(logs["rewards"][n]) for n in self.trainer.reward_func_names]
+        extra = {k: list(v) for k, v in logs["extra"].items()}
         for i, (prompt, completion) in enumerate(
             zip(logs["prompt"], logs["completion"], strict=True)
         ):
@@ -73,15 +87,18 @@ class SampleLog(TrainerCallback):
             ]
             self.writer.write(
                 {
-                    "id": f"step{step}",
+                    "id": extra.get("id", [None] * (i + 1))[i],
                     "step": step,
                     "prompt": prompt,
+                    "reference": extra.get("reference", [None] * (i + 1))[i],
                     "completion": completion_text(completion),
                     "rewards": rewards,
                     "reward": sum(decided) if decided else None,
                     "advantage": logs["advantages"][i],
+                    "run_id": self.run_id,
                 }
             )
+        self.writer.flush()
 
 
 class AdaptiveKL(TrainerCallback):
@@ -103,6 +120,54 @@ class AdaptiveKL(TrainerCallback):
         error = min(max(float(kl) / self.target - 1.0, -0.2), 0.2)
         self.trainer.beta = max(self.trainer.beta * (1.0 + error * n / self.horizon), 1e-8)
         self.run.metric("kl_coef", self.trainer.beta, step=state.global_step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"beta": self.trainer.beta}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.trainer.beta = float(state["beta"])
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class CheckpointState(TrainerCallback):
+    """State rlctl adds to training (β-DPO's running M0/σ and sampler, the adaptive-KL β)
+    saved into every checkpoint TRL writes, as `rlctl_state.json` beside TRL's own
+    trainer_state.json, and restored by `--resume`: without it a resumed run starts those
+    from scratch and is not the run that was interrupted."""
+
+    def __init__(self, parts: dict[str, Stateful]) -> None:
+        self.parts = parts
+
+    def save_to(self, checkpoint: Path) -> None:
+        if self.parts and checkpoint.is_dir():
+            atomic_write_json(
+                checkpoint / STATE_FILE, {k: p.state_dict() for k, p in self.parts.items()}
+            )
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if state.is_world_process_zero:
+            self.save_to(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+    def restore(self, checkpoint: str | None) -> None:
+        if not checkpoint or not self.parts:
+            return
+        path = Path(checkpoint) / STATE_FILE
+        if not path.exists():
+            log.warning(
+                "%s has no %s (an older rlctl wrote it): %s start fresh",
+                checkpoint,
+                STATE_FILE,
+                ", ".join(self.parts),
+            )
+            return
+        saved = orjson.loads(path.read_bytes())
+        for name, part in self.parts.items():
+            if name in saved:
+                part.load_state_dict(saved[name])
 
 
 class StopOnSignal(TrainerCallback):

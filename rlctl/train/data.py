@@ -34,6 +34,7 @@ def dpo_rows(records: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, An
         chat = isinstance(prompt, list)
         rows.append(
             {
+                "id": str(rec.get("id")),  # β-DPO's margin log names its pairs
                 "prompt": prompt,
                 "chosen": _as_turns(rec["chosen"], chat),
                 "rejected": _as_turns(rec["rejected"], chat),

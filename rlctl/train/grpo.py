@@ -3,6 +3,7 @@ server or colocated engine), checked before any model loads."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,27 @@ def reward_functions(
         funcs.append(reward_function(name, **options))
         names.append(name)
         weights.append(weight)
+    if funcs:
+        funcs[0] = with_row_columns(funcs[0])
     return funcs, names, weights
+
+
+def with_row_columns(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The reward function that also logs each completion's prompt `id` and `reference` to
+    TRL's completion log (`log_extra`, gathered from every process with the completions), so
+    the `train_samples` written from that log join their prompt records."""
+
+    @functools.wraps(func)
+    def reward(completions: list[Any], **kw: Any) -> Any:
+        log_extra = kw.get("log_extra")
+        if log_extra is not None:
+            n = len(completions)
+            for column in ("id", "reference"):
+                values = kw.get(column)
+                log_extra(column, list(values) if values is not None else [None] * n)
+        return func(completions, **kw)
+
+    return reward
 
 
 def vllm_section(conf: dict[str, Any], store: Any = None) -> dict[str, Any]:

@@ -92,6 +92,7 @@ class Setup:
     args: Any
     funcs: list[Any]
     samples: Any  # grpo: the SampleLog callback that writes the sampled completions
+    margins: Any = None  # beta-dpo: rank 0's margin log artifact, written as training goes
 
 
 def setup(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job) -> Setup:
@@ -106,10 +107,13 @@ def setup(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job) -> Set
 
         funcs, names, args.reward_weights = reward_functions(conf["reward"], conf)
         writer = run.artifact("samples", "train_sample") if isinstance(run, Run) else None
-        samples = SampleLog(writer, int(conf["log_every"]), names, args.reward_weights)
+        samples = SampleLog(writer, int(conf["log_every"]), names, args.reward_weights, run.run_id)
         if conf.get("kl_target") and not args.beta:
             raise BadInput("--kl-target needs a KL term: set --init-kl-coef (> 0)")
-    return Setup(args, funcs, samples)
+    margins = None
+    if kind == "beta-dpo" and isinstance(run, Run):
+        margins = run.artifact("margins", "margin_log")
+    return Setup(args, funcs, samples, margins)
 
 
 def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: Setup) -> Path:
@@ -120,7 +124,7 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
     from rlctl.backends.generation import quiet_transformers
     from rlctl.backends.generation.hf import load_causal_lm
     from rlctl.store.run import signals_trapped
-    from rlctl.train.callbacks import StopOnSignal, StoreMetrics
+    from rlctl.train.callbacks import CheckpointState, StopOnSignal, StoreMetrics
 
     quiet_transformers()
     datasets.disable_progress_bars()
@@ -131,12 +135,16 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
     run.add_input(conf["model"], via="model")
     if job.vllm_model:
         model.config._name_or_path = job.vllm_model  # what TRL's colocated vLLM loads
+    rows = job.rows
+    if kind == "beta-dpo":
+        rows = [{**r, "pair_index": i} for i, r in enumerate(rows)]
     common = {
         "model": model,
         "args": args,
-        "train_dataset": Dataset.from_list(job.rows),
+        "train_dataset": Dataset.from_list(rows),
         "processing_class": tok,
     }
+    state = CheckpointState({})
     if kind == "sft":
         from trl import SFTTrainer
 
@@ -154,14 +162,30 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
         if conf.get("kl_target"):
             from rlctl.train.callbacks import AdaptiveKL
 
-            trainer.add_callback(
-                AdaptiveKL(trainer, run, float(conf["kl_target"]), float(conf["kl_horizon"]))
-            )
+            kl = AdaptiveKL(trainer, run, float(conf["kl_target"]), float(conf["kl_horizon"]))
+            trainer.add_callback(kl)
+            state.parts["adaptive_kl"] = kl
     else:
         from rlctl.train.beta_dpo import BetaDPOLoss, make_trainer_class
 
-        loss = BetaDPOLoss(beta0=args.beta, rho=conf["rho"], alpha=conf["alpha"], seed=args.seed)
-        trainer = make_trainer_class()(**common, beta_dpo=loss)
+        loss = BetaDPOLoss(
+            beta0=args.beta,
+            rho=conf["rho"],
+            alpha=conf["alpha"],
+            seed=args.seed,
+            stats_init=conf["stats_init"],
+        )
+        pair_ids = [r["id"] for r in job.rows]
+        trainer = make_trainer_class()(
+            **common,
+            beta_dpo=loss,
+            margin_log=built.margins,
+            pair_ids=pair_ids,
+            run_id=run.run_id,
+        )
+        state.parts["beta_dpo"] = loss
+    if kind != "grpo":
+        report_data(run, kind, len(rows), trainer.train_dataset, args, float(conf["max_dropped"]))
     if own_head and getattr(trainer, "ref_model", None) is not None:
         from rlctl.models import enable_fp32_lm_head
 
@@ -169,6 +193,8 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
     trainer.add_callback(StoreMetrics(run))
     stop = StopOnSignal()
     trainer.add_callback(stop)
+    trainer.add_callback(state)
+    state.restore(job.resume)
     try:
         with signals_trapped(stop.on_signal):  # instead of the run's stop-at-once
             trainer.train(resume_from_checkpoint=job.resume)
@@ -177,6 +203,7 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
         # cannot (the others may be inside a collective), their last step-end save stands
         if args.world_size == 1:
             trainer._save_checkpoint(trainer.model, trial=None)
+            state.save_to(Path(args.output_dir) / f"checkpoint-{trainer.state.global_step}")
         raise
     if stop.reason is not None:  # stopped at a step end; the trainer saved checkpoint-N
         leave()
@@ -186,9 +213,60 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
     if isinstance(run, Run):  # rank 0 records the run
         tok.save_pretrained(out)
         run.register_path("checkpoint", "model", out)
-        if kind == "beta-dpo":
-            _margin_log(run, trainer.margin_log)
     return out
+
+
+def report_data(
+    run: Run | RankView, kind: str, rows_in: int, dataset: Any, args: Any, max_dropped: float
+) -> None:
+    """TRL drops every example whose prompt alone fills `max_length` (SFT: whose loss tokens
+    truncation removed all of), silently, and truncates others; with none left it crashes
+    with `num_samples=0`. Count both from the dataset TRL will train on, record them (metrics
+    `data/*`, run.json `data`), say so on stderr, and stop (exit 2, on every rank alike) when
+    nothing, or more than `max_dropped` of the rows, would be left out."""
+    kept = len(dataset)
+    dropped = rows_in - kept
+    limit = getattr(args, "max_length", None)
+    truncated = 0
+    if limit is not None and not getattr(args, "packing", False):
+        if kind == "sft":
+            truncated = sum(len(ids) >= limit for ids in dataset["input_ids"])
+        else:  # the collator cuts prompt + completion at max_length (keep_start)
+            truncated = sum(
+                len(p) + max(len(c), len(r)) > limit
+                for p, c, r in zip(
+                    dataset["prompt_ids"],
+                    dataset["chosen_ids"],
+                    dataset["rejected_ids"],
+                    strict=True,
+                )
+            )
+    counts = {"rows_in": rows_in, "trained": kept, "dropped": dropped, "truncated": truncated}
+    if isinstance(run, Run):
+        for name, value in counts.items():
+            run.metric(f"data/{name}", value)
+        run.info["data"] = {**counts, "max_length": limit}
+        run.save()
+    how = f"trainer.max_length={limit}" if limit is not None else "the model's length"
+    if dropped or truncated:
+        log.warning(
+            "%s of %s rows dropped (the prompt alone fills %s), %s truncated to it",
+            dropped,
+            rows_in,
+            how,
+            truncated,
+        )
+    if kept == 0:
+        raise BadInput(
+            f"all {rows_in} rows were dropped: every prompt fills {how}; raise "
+            "trainer.max_length or shorten the prompts"
+        )
+    if rows_in and dropped / rows_in > max_dropped:
+        raise BadInput(
+            f"{dropped} of {rows_in} rows ({dropped / rows_in:.0%}) would be dropped because "
+            f"the prompt alone fills {how}; raise trainer.max_length, or pass "
+            f"--max-dropped {min(1.0, round(dropped / rows_in + 0.005, 2))} to train on the rest"
+        )
 
 
 def _assistant_only_loss(model: str) -> bool:
@@ -245,12 +323,3 @@ def _resume_from(run: Run, ref: str | None) -> str | None:
         raise BadInput(f"--resume {ref}: run {rid} saved no checkpoint (trainer.save_steps?)")
     run.add_input(str(ckpt), run_id=rid, via="resume")
     return str(ckpt)
-
-
-def _margin_log(run: Run, rows: list[dict[str, Any]]) -> None:
-    from rlctl.records import RecordWriter
-
-    path = run.artifact_dir / "margins.jsonl"
-    with RecordWriter(path) as w:
-        w.write_all(rows)
-    run.register_path("margins", "margin_log", path, fmt="jsonl")
