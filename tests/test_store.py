@@ -344,6 +344,7 @@ def test_gc_failed_keeps_what_a_later_command_can_use(rlctl: Runner, store: Path
         ckpt = train.artifact_dir / "trainer" / "checkpoint-2"
         ckpt.mkdir(parents=True)
         (ckpt / "trainer_state.json").write_text("{}")
+        train.artifact("margins", "margin_log").write({"step": 1, "margin": 0.5})
         raise RunInterrupted("SIGTERM", 143)
     with pytest.raises(RunInterrupted), Run(s, "serve vllm") as serve:
         serve.info["endpoint"] = {"url": "http://127.0.0.1:1/v1", "run_id": serve.run_id}
@@ -374,6 +375,8 @@ def test_gc_failed_keeps_what_a_later_command_can_use(rlctl: Runner, store: Path
     assert {train.run_id, serve.run_id, pull.run_id, child.run_id} <= left
     assert not {orphan.run_id, broken.run_id} & left
     assert (ckpt / "trainer_state.json").exists()
+    # what the stopped run logged before its checkpoint is the first part of the resumed run
+    assert (train.artifact_dir / "margins.jsonl.partial").exists()
 
 
 def _all_commands() -> Iterator[tuple[str, object]]:

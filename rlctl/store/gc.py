@@ -1,14 +1,15 @@
 """`rlctl store gc`: reclaim what ended runs left behind, never what a later command can use.
 
 Always: partial artifacts (`*.partial`) and hidden temp files (`.*.tmp`) of runs that are no
-longer `running`. With `failed=True`, also whole failed or interrupted runs, but only those
-nothing can use. `interrupted` is how many useful runs end: a training run stopped at a Slurm
-time limit holds the checkpoint `--resume` needs, every stopped `serve vllm` is the record of
-what served a rollout, and a `data pull` cut short by a downstream `--limit` is the root of a
-lineage. So a run is kept, with the reason reported, when it saved a checkpoint, registered an
-endpoint, published a complete artifact, or is an input of another run. run.json is the truth,
-so a removed partial artifact is also dropped from its run.json; the index follows at the next
-sync.
+longer `running`, except those of a stopped run that holds checkpoints (what it logged before
+it stopped is the first part of the run `--resume` continues). With `failed=True`, also whole
+failed or interrupted runs, but only those nothing can use. `interrupted` is how many useful
+runs end: a training run stopped at a Slurm time limit holds the checkpoint `--resume` needs,
+every stopped `serve vllm` is the record of what served a rollout, and a `data pull` cut short
+by a downstream `--limit` is the root of a lineage. So a run is kept, with the reason
+reported, when it saved a checkpoint, registered an endpoint, published a complete artifact,
+or is an input of another run. run.json is the truth, so a removed partial artifact is also
+dropped from its run.json; the index follows at the next sync.
 """
 
 from __future__ import annotations
@@ -94,6 +95,11 @@ def gc(store: Store, *, failed: bool = False, dry_run: bool = False) -> GCReport
                 continue
             report.kept[rid] = f"{status}, kept: {why}"
         if not art_dir.exists():
+            continue
+        if status != "ok" and _checkpoints(art_dir):
+            # what a resumable run logged before it stopped (β-DPO's margin log, the GRPO
+            # samples) is the first part of the run `--resume` continues: keep it
+            report.kept.setdefault(rid, f"{status}, kept: {keep_reason(run, art_dir, used_by)}")
             continue
         for path in sorted(art_dir.iterdir()):
             if path.name.endswith(".partial") or (
