@@ -26,7 +26,7 @@ def test_every_cookbook_query_runs(rlctl: Runner, tmp_path: Path) -> None:
     assert rlctl("data", "pull", "gsm8k", "--sample", "--limit", "3").returncode == 0
     assert rlctl("judge", "-i", str(rollouts), "--judge", "math").returncode == 0
     queries = re.findall(r"```sql\n(.*?)```", COOKBOOK.read_text(), re.S)
-    assert len(queries) == 10
+    assert len(queries) == 11
     for q in queries:
         r = rlctl("sql", "--json", q)
         assert r.returncode == 0, f"{q}\n{r.stderr.decode()}"

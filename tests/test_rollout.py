@@ -128,3 +128,26 @@ def test_bad_model_path_long_prompt_and_missing_model(
     assert r.returncode == 2 and "--model" in r.stderr.decode()
     partial = sql("SELECT complete FROM artifacts WHERE kind = 'rollout'")
     assert all(not a["complete"] for a in partial)  # nothing half-written marked complete
+
+
+def test_engine_dtype_is_read_from_the_engine_and_defaults_are_visible(tmp_path: Path) -> None:
+    """vLLM's engine config line is the truth about the dtype it runs; a dtype nobody chose is
+    marked as the engine's, next to the checkpoint's own."""
+    from rlctl.backends.generation import engine_record
+    from rlctl.stages.serve import engine_dtype_of
+
+    log = tmp_path / "server.log"
+    log.write_text(
+        "INFO 11-30 [core.py:93] Initializing a V1 LLM engine (v0.32.0) with config: "
+        "model='/m', speculative_config=None, tokenizer='/m', dtype=torch.bfloat16, "
+        "max_seq_len=512, kv_cache_dtype=auto\n"
+    )
+    assert engine_dtype_of(log) == "bfloat16"
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text('{"dtype": "float32"}')
+    rec = engine_record("vllm server", "bfloat16", None, False, str(tmp_path / "m"))
+    assert rec["dtype_chosen_by"] == "engine default" and rec["checkpoint_dtype"] == "float32"
+    assert engine_record("vllm", "torch.float32", "float32", True)["dtype"] == "float32"
+    assert engine_record("openai-compatible server", None, None, None)["dtype_chosen_by"] == (
+        "unknown"
+    )

@@ -432,3 +432,42 @@ def test_secret_environment_values_are_masked(store: Path, monkeypatch) -> None:
     ) as run:
         pass
     assert secret not in (store / "runs" / run.run_id / "run.json").read_text()
+
+
+def test_lineage_walks_from_an_eval_score_to_the_pull(
+    rlctl: Runner, sql, store: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """eval score -> model -> training run -> its data -> the pull, in the cookbook's one query
+    (also run on a `make demo` store, see the issue note); the model is linked by its run when
+    read from the store through a symlink, and by content when copied out of it."""
+    import re
+    import shutil
+
+    from tests.conftest import ROOT
+
+    r = rlctl(
+        shell=f"$RLCTL data pull gsm8k --sample --limit 4 | $RLCTL train sft --model {tiny_model} "
+        "--target meta.solution --max-steps 1 --set trainer.max_length=1024"
+    )
+    assert r.returncode == 0, r.stderr
+    (ckpt,) = sql("SELECT a.run_id, a.path, a.fingerprint FROM artifacts a WHERE a.kind = 'model'")
+    assert ckpt["fingerprint"].startswith("sha256:")
+    (tmp_path / "link").symlink_to(ckpt["path"])
+    shutil.copytree(ckpt["path"], tmp_path / "copy")
+    for model in ("link", "copy"):
+        e = rlctl(
+            "eval", "gsm8k", "--model", model, "--shots", "0", "--data", "latest:data-pull",
+            "--gen-kwargs", "max_gen_toks=4", timeout=300,
+        )  # fmt: skip
+        assert e.returncode == 0, e.stderr
+    edges = sql(
+        "SELECT l.input, l.parent_run_id FROM lineage l JOIN runs r USING (run_id) "
+        "WHERE r.command = 'eval' AND l.via = 'model' ORDER BY l.input"
+    )
+    assert [e["parent_run_id"] for e in edges] == [ckpt["run_id"]] * 2
+    cookbook = (ROOT / "docs" / "cookbook.md").read_text()
+    query = re.findall(r"```sql\n(.*?)```", cookbook, re.S)[10]
+    rows = sql(query)
+    assert rows and all(
+        "train sft (model)" in x["lineage"] and "data pull (" in x["lineage"] for x in rows
+    ), rows

@@ -124,6 +124,47 @@ def test_rollout_through_the_served_endpoint(served: Served) -> None:
             assert x["prompt_token_ids"] and x["model"] == served.endpoint()["model"]
 
 
+def test_rollout_records_what_the_server_really_ran(served: Served, tiny_model: Path) -> None:
+    """The endpoint's serve run says what vLLM's engine runs (read from the engine's own
+    config line), the rollout run and every record carry it instead of the client's defaults
+    (`dtype: auto`, `fp32_lm_head: false`), and lineage goes rollout -> serve -> model."""
+    from rlctl.store import Index, Store
+
+    ep = served.endpoint()
+    assert ep["engine_dtype"] == "float32" and ep["dtype"] == "float32"
+    r = served.rollout("--max-tokens", "4", input=_prompts(2))
+    assert r.returncode == 0, r.stderr.decode()
+    recs = jsonl(r.stdout)
+    gen = recs[0]["generator"]
+    assert gen["engine"] == "vllm server" and gen["dtype"] == "float32"
+    assert gen["dtype_chosen_by"] == "user" and gen["checkpoint_dtype"] == "float32"
+    assert gen["fp32_lm_head"] is False and gen["endpoint_run"] == ep["run_id"]
+    run = orjson.loads((served.store / "runs" / recs[0]["run_id"] / "run.json").read_bytes())
+    assert run["generator"] == gen and run["config"]["dtype"] == "float32"
+    rows = (
+        Index(Store(served.store))
+        .query(
+            "SELECT l.via, l.parent_run_id, m.input FROM lineage l "
+            "JOIN lineage m ON m.run_id = l.parent_run_id AND m.via = 'model' "
+            f"WHERE l.run_id = '{recs[0]['run_id']}' AND l.via = 'endpoint'"
+        )
+        .rows
+    )
+    assert rows == [("endpoint", ep["run_id"], str(tiny_model.resolve()))]
+    # the same server by URL alone: nothing says what it runs, so nothing is assumed
+    r = served.run(
+        "rollout", "--backend", "openai", "--base-url", ep["url"], "--max-tokens", "4",
+        input=_prompts(1),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    foreign = jsonl(r.stdout)[0]
+    assert foreign["generator"]["dtype"] is None
+    assert foreign["generator"]["dtype_chosen_by"] == "unknown"
+    assert "generator dtype unknown" in r.stderr.decode()
+    run = orjson.loads((served.store / "runs" / foreign["run_id"] / "run.json").read_bytes())
+    assert run["config"]["dtype"] is None and run["config"]["fp32_lm_head"] is None
+
+
 def _max_delta(served: Served, rollouts: bytes, model: Path, tmp_path: Path) -> float:
     """compare-logprobs (fp32 trainer) on these rollouts; the max |Δ| it stored."""
     (tmp_path / "r.jsonl").write_bytes(rollouts)

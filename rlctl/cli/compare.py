@@ -79,6 +79,7 @@ def compare_logprobs(
     settings = [base] + ([parse_vs(base, conf["vs"])] if conf["vs"] else [])
     store = get_store(ctx)
     with Run(store, command_name(ctx), config=conf) as run:
+        run.add_model(conf["model"])
         reader = open_inputs(store, run, inputs, "rollout")
         records = list(checked(reader.located()))
         temps = [temperature_of(r, conf["temperature"]) for r in records]

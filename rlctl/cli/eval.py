@@ -14,6 +14,7 @@ from rlctl.cli.common import (
     emit,
     endpoint_options,
     get_store,
+    link_model,
     open_inputs,
     output_option,
     precision_options,
@@ -106,8 +107,9 @@ def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> 
     conf = resolve_config(ctx, DEFAULTS)
     settle(conf)
     store = get_store(ctx)
+    endpoint = None
     if conf["backend"] == "openai":
-        resolve_endpoint(store, conf)
+        endpoint = resolve_endpoint(store, conf)
     elif not conf["model"]:
         raise BadInput(f"--backend {conf['backend']} needs --model PATH")
     if conf["shots"] is not None and conf["shots"] < 0:
@@ -152,6 +154,7 @@ def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> 
 
         guard_stdout()  # vLLM's engine logs to stdout; ours carries records only
     with Run(store, "eval", config=conf, seed=conf["seed"]) as run:
+        link_model(run, conf, endpoint)
         spec, data = _task_and_data(store, run, info, conf, offline)
         _run(run, spec, manager, conf, data, output)
 

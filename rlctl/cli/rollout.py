@@ -13,10 +13,12 @@ from rlctl.cli.common import (
     endpoint_options,
     get_store,
     input_option,
+    link_model,
     open_inputs,
     output_option,
     precision_options,
     progress,
+    record_engine,
     resolve_config,
     resolve_endpoint,
 )
@@ -78,8 +80,9 @@ def rollout(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_
 
     conf = resolve_config(ctx, DEFAULTS)
     store = get_store(ctx)
+    endpoint = None
     if conf["backend"] == "openai":
-        resolve_endpoint(store, conf)
+        endpoint = resolve_endpoint(store, conf)
     elif not conf["model"]:
         raise BadInput(f"--backend {conf['backend']} needs --model PATH")
     if conf["num_samples"] < 1 or conf["max_tokens"] < 1:
@@ -89,10 +92,12 @@ def rollout(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_
         guard_stdout()
     with Run(store, command_name(ctx), config=conf, seed=conf["seed"]) as run:
         reader = open_inputs(store, run, inputs, "prompt")
+        link_model(run, conf, endpoint)
         prompts = itertools.islice(reader, conf["limit"]) if conf["limit"] is not None else reader
-        backend = make_backend(conf["backend"], conf)
+        backend = make_backend(conf["backend"], conf, endpoint)
         try:
             run.info["config"]["model"] = backend.model
+            engine = record_engine(run, backend.engine)
             records = rollouts(
                 prompts,
                 backend,
@@ -100,6 +105,7 @@ def rollout(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_
                 chat_template=bool(conf["chat_template"]),
                 system_prompt=conf["system_prompt"],
                 chunk=max(1, int(conf["batch_size"])) * 4,
+                generator=engine,
             )
             n = emit(
                 run, progress(records, "generating"), "rollout", name="rollouts", output=output

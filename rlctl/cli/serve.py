@@ -75,12 +75,13 @@ def vllm(
     store = get_store(ctx)
     config = {**opts, "port": server.port, "python": server.python, "extra": list(extra)}
     with Run(store, command_name(ctx), config=config) as run:
+        run.add_model(server.model)
         run.artifact_dir.mkdir(parents=True, exist_ok=True)
         log_path = run.artifact_dir / "server.log"
         try:
             server.start(log_path)
             server.wait_healthy(health_timeout, log_path)
-            run.info["endpoint"] = server.endpoint(run.run_id)
+            run.info["endpoint"] = server.endpoint(run.run_id, log_path)
             run.save()
             log.info(
                 "serving %s at %s (run %s); Ctrl-C stops it", server.name, server.url, run.run_id

@@ -143,6 +143,13 @@ _ROLLOUT_FIELDS = (
         "JSON",
         doc="The sampling settings (n, temperature, top_p, top_k, max_tokens, stop, seed).",
     ),
+    Field(
+        "generator",
+        _optional(_is_dict),
+        "an object",
+        "JSON",
+        doc="What the engine really ran: dtype (and who chose it), fp32 head, endpoint run.",
+    ),
 )
 
 KINDS: dict[str, Kind] = {

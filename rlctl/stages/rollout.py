@@ -58,7 +58,10 @@ def rollouts(
     chat_template: bool = True,
     system_prompt: str | None = None,
     chunk: int = 64,
+    generator: dict[str, Any] | None = None,
 ) -> Iterator[dict[str, Any]]:
+    """`generator` (what the engine really ran: dtype, head) goes into every record, so a
+    rollout file read on its own still says how it was generated."""
     it = iter(prompts)
     settings = sampling.record()
     while batch := list(itertools.islice(it, chunk)):
@@ -75,6 +78,8 @@ def rollouts(
                     "finish_reason": g.finish_reason,
                     "sampling": settings,
                 }
+                if generator is not None:
+                    out["generator"] = generator
                 if sampling.logprobs:
                     out["prompt_token_ids"] = g.prompt_token_ids
                     out["completion_token_ids"] = g.token_ids

@@ -7,7 +7,9 @@ the whole group, SIGKILL after a grace period): no orphan holds a GPU after the 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import signal
 import subprocess
 import time
@@ -167,9 +169,21 @@ class VLLMServer:
             with contextlib.suppress(psutil.Error):
                 p.kill()
 
-    def endpoint(self, run_id: str) -> dict[str, Any]:
+    def endpoint(self, run_id: str, log_path: Path | None = None) -> dict[str, Any]:
+        """What clients of this server need, and what it really runs: `dtype` is what was
+        asked for (None: vLLM's own choice), `engine_dtype` what vLLM's engine reports in its
+        log (its CPU build serves a float32 checkpoint in bfloat16 unless told otherwise)."""
         assert self.proc is not None
+        engine_dtype = engine_dtype_of(log_path) if log_path else None
+        if engine_dtype and self.dtype in (None, "auto"):
+            logging.getLogger("rlctl").warning(
+                "vLLM chose dtype %s for %s (no --dtype given); recorded in the endpoint",
+                engine_dtype,
+                self.model,
+            )
         return {
+            "checkpoint": self.model,
+            "engine_dtype": engine_dtype,
             "url": self.url,
             "model": self.name,
             "pid": self.proc.pid,
@@ -178,6 +192,19 @@ class VLLMServer:
             "dtype": self.dtype,
             "weight_sync": self.weight_sync,
         }
+
+
+_ENGINE_DTYPE = re.compile(r"Initializing a V1 LLM engine .*?\bdtype=(?:torch\.)?(\w+)")
+
+
+def engine_dtype_of(log_path: Path) -> str | None:
+    """The dtype vLLM's engine runs, from the config line it logs when it starts."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return None
+    found = _ENGINE_DTYPE.findall(text)
+    return found[-1] if found else None
 
 
 def _last_error(log_path: Path) -> str:

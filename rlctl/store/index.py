@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rlctl")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LOCK_TIMEOUT_ENV = "RLCTL_LOCK_TIMEOUT"
 
 _RUNS_COLUMNS = {
@@ -69,12 +69,14 @@ _ARTIFACTS_COLUMNS = {
     "bytes": "BIGINT",
     "complete": "BOOLEAN",
     "created_at": "TIMESTAMP",
+    "fingerprint": "VARCHAR",
 }
 _LINEAGE_COLUMNS = {
     "run_id": "VARCHAR",
     "parent_run_id": "VARCHAR",
     "input": "VARCHAR",
     "via": "VARCHAR",
+    "fingerprint": "VARCHAR",
 }
 _METRICS_COLUMNS = {
     "run_id": "VARCHAR",
@@ -247,6 +249,7 @@ class Index:
                 for table in _TABLES:
                     con.execute(f"DELETE FROM {table} WHERE list_contains(?, run_id)", [stale])
             self._insert_runs(con, fresh)
+            _link_models_by_content(con)
             self._create_views(con, metrics_files)
             con.execute("COMMIT")
         except BaseException:
@@ -296,7 +299,7 @@ class Index:
             for i in run.get("inputs") or []:
                 lineage.append(
                     {"run_id": rid, "parent_run_id": i.get("run_id"), "input": i.get("input")}
-                    | {"via": i.get("via")}
+                    | {"via": i.get("via"), "fingerprint": i.get("fingerprint")}
                 )
         _insert_columns(con, "runs", _RUNS_COLUMNS, runs)
         _insert_columns(con, "artifacts", _ARTIFACTS_COLUMNS, arts)
@@ -312,6 +315,22 @@ class Index:
         for k in KINDS.values():
             mine = [(fmt, p) for kind, fmt, p in files if kind == k.name and Path(p).exists()]
             con.execute(f"CREATE OR REPLACE VIEW {k.table} AS {_kind_select(con, k, mine)}")
+
+
+def _link_models_by_content(con: duckdb.DuckDBPyConnection) -> None:
+    """A model loaded from outside the store (a copied checkpoint) names no run; its content
+    fingerprint finds the run whose model artifact it is (the earliest, when several are)."""
+    con.execute(
+        """
+        UPDATE lineage SET parent_run_id = m.run_id
+        FROM (
+            SELECT fingerprint, arg_min(run_id, created_at) AS run_id
+            FROM artifacts WHERE kind = 'model' AND fingerprint IS NOT NULL GROUP BY 1
+        ) m
+        WHERE lineage.parent_run_id IS NULL AND lineage.fingerprint = m.fingerprint
+          AND lineage.run_id != m.run_id
+        """
+    )
 
 
 def _slurm_job(run: dict[str, Any]) -> str | None:

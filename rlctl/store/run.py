@@ -225,12 +225,27 @@ class Run:
             self._inputs.setdefault((rid, via), {"run_id": rid, "input": None, "via": via})
         self.info["inputs"] = list(self._inputs.values())
 
-    def add_input(self, path: str | Path, run_id: str | None = None, via: str = "file") -> None:
+    def add_input(
+        self,
+        path: str | Path,
+        run_id: str | None = None,
+        via: str = "file",
+        fingerprint: str | None = None,
+    ) -> None:
         """An input file (an artifact when `run_id` is known, else a path outside the store)."""
         entry = {"run_id": run_id, "input": str(path), "via": via}
+        if fingerprint:
+            entry["fingerprint"] = fingerprint
         self._inputs.setdefault((run_id, str(path)), entry)
         self.info["inputs"] = list(self._inputs.values())
         self.save()
+
+    def add_model(self, model: str | Path, via: str = "model") -> None:
+        """The model this run loads, linked to the run that produced it (see store.models)."""
+        from rlctl.store.models import locate_model
+
+        run_id, where, fp = locate_model(self.store, str(model))
+        self.add_input(where, run_id if run_id != self.run_id else None, via, fp)
 
     # -- what the run writes -------------------------------------------------------------
     def artifact(self, name: str, kind: str, fmt: str = "jsonl") -> Artifact:
@@ -253,18 +268,21 @@ class Run:
         except ValueError:
             where = str(path)
         size = path.stat().st_size if path.is_file() else _tree_size(path)
-        self.info["artifacts"].append(
-            {
-                "name": name,
-                "kind": kind,
-                "format": fmt,
-                "path": where,
-                "records": records,
-                "bytes": size,
-                "complete": complete,
-                "created_at": utc_now(),
-            }
-        )
+        entry = {
+            "name": name,
+            "kind": kind,
+            "format": fmt,
+            "path": where,
+            "records": records,
+            "bytes": size,
+            "complete": complete,
+            "created_at": utc_now(),
+        }
+        if kind == "model":
+            from rlctl.store.models import fingerprint
+
+            entry["fingerprint"] = fingerprint(path)
+        self.info["artifacts"].append(entry)
         self.save()
 
     def metric(self, name: str, value: float, step: int | None = None) -> None:

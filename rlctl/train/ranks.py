@@ -93,5 +93,8 @@ class RankView:
     def add_input(self, path: str | Path, run_id: str | None = None, via: str = "file") -> None:
         return None
 
+    def add_model(self, model: str | Path, via: str = "model") -> None:
+        return None
+
     def register_path(self, name: str, kind: str, path: str | Path, fmt: str = "dir") -> None:
         return None

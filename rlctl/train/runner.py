@@ -132,7 +132,7 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
     args, samples = built.args, built.samples
     own_head = conf["fp32_lm_head"] and kind != "grpo"  # GRPO: TRL's cast_lm_head_to_fp32
     model, tok = load_causal_lm(conf["model"], "float32" if args.use_cpu else "auto", own_head)
-    run.add_input(conf["model"], via="model")
+    run.add_model(conf["model"])
     if job.vllm_model:
         model.config._name_or_path = job.vllm_model  # what TRL's colocated vLLM loads
     rows = job.rows

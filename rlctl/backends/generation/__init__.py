@@ -73,6 +73,8 @@ class Generation:
 class Backend(Protocol):
     name: str
     model: str
+    # What the generator actually ran (`engine_record`): recorded in the run and every record.
+    engine: dict[str, Any]
 
     def generate(self, prompts: list[Prompt], sampling: Sampling) -> list[list[Generation]]: ...
 
@@ -107,7 +109,51 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def make_backend(name: str, options: dict[str, Any]) -> Backend:
+def checkpoint_dtype(model: str | None) -> str | None:
+    """The dtype a local checkpoint's config.json declares (None for a hub id)."""
+    import json
+    from pathlib import Path
+
+    try:
+        conf = json.loads((Path(str(model)).expanduser() / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    value = conf.get("dtype") or conf.get("torch_dtype")
+    return str(value).removeprefix("torch.") if value else None
+
+
+def engine_record(
+    engine: str,
+    dtype: str | None,
+    requested: str | None,
+    fp32_lm_head: bool | None,
+    model: str | None = None,
+    **more: Any,
+) -> dict[str, Any]:
+    """The precision a generator really ran with, and whether anyone chose it: an `auto` or
+    absent dtype is the engine's own choice (vLLM's CPU build serves a float32 checkpoint in
+    bfloat16 unless told otherwise), which must be visible, not assumed; `checkpoint_dtype`
+    is what the weights were saved in, for comparison."""
+    if dtype is None:
+        chosen_by = "unknown"
+    elif requested in (None, "auto"):
+        chosen_by = "engine default"
+    else:
+        chosen_by = "user"
+    return {
+        "engine": engine,
+        "dtype": None if dtype is None else str(dtype).removeprefix("torch."),
+        "dtype_requested": requested,
+        "dtype_chosen_by": chosen_by,
+        "checkpoint_dtype": checkpoint_dtype(model),
+        "fp32_lm_head": fp32_lm_head,
+        **more,
+    }
+
+
+def make_backend(
+    name: str, options: dict[str, Any], endpoint: dict[str, Any] | None = None
+) -> Backend:
     if name == "hf":
         from rlctl.backends.generation.hf import HFBackend
 
@@ -126,6 +172,7 @@ def make_backend(name: str, options: dict[str, Any]) -> Backend:
             model=options.get("model"),
             concurrency=int(options.get("concurrency") or 16),
             api=options.get("api") or "chat",
+            endpoint=endpoint,
         )
     if name == "vllm":
         from rlctl.backends.generation.vllm_engine import VLLMBackend

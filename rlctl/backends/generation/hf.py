@@ -8,6 +8,7 @@ from rlctl.backends.generation import (
     Generation,
     Prompt,
     Sampling,
+    engine_record,
     quiet_transformers,
     render,
     truncate_at_stop,
@@ -91,6 +92,7 @@ class HFBackend:
 
         self.model_path = model
         self.lm, self.tok = load_causal_lm(model, dtype, fp32_lm_head)
+        self.engine = engine_record("transformers", str(self.lm.dtype), dtype, fp32_lm_head, model)
         self.tok.padding_side = "left"
         self.batch_size = batch_size
         self.torch = torch

@@ -10,7 +10,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from rlctl.backends.generation import Generation, Prompt, Sampling
+from rlctl.backends.generation import Generation, Prompt, Sampling, engine_record
 from rlctl.errors import BadInput, RlctlError
 from rlctl.net import reachable
 
@@ -19,7 +19,12 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(
-        self, base_url: str, model: str | None, concurrency: int = 16, api: str = "chat"
+        self,
+        base_url: str,
+        model: str | None,
+        concurrency: int = 16,
+        api: str = "chat",
+        endpoint: dict[str, Any] | None = None,
     ) -> None:
         import openai
 
@@ -37,6 +42,24 @@ class OpenAIBackend:
         )
         self.api = api
         self.model = model or self._served_model()
+        if endpoint is not None:  # an `rlctl serve` run recorded what its engine runs
+            self.engine = engine_record(
+                "vllm server",
+                endpoint.get("engine_dtype"),
+                endpoint.get("dtype"),
+                bool(endpoint.get("fp32_lm_head")),
+                endpoint.get("checkpoint"),
+                endpoint_run=endpoint.get("run_id"),
+                served_model=endpoint.get("model"),
+            )
+        else:
+            self.engine = engine_record(
+                "openai-compatible server",
+                None,
+                None,
+                None,
+                note="not an 'rlctl serve' endpoint: its dtype and head are unknown here",
+            )
         self.pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="rlctl-openai")
 
     def _served_model(self) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlctl.backends.generation import Generation, Prompt, Sampling, render
+from rlctl.backends.generation import Generation, Prompt, Sampling, engine_record, render
 from rlctl.errors import BadInput
 
 
@@ -58,6 +58,8 @@ class VLLMBackend:
         self.tok = self.llm.get_tokenizer()
         self.model = model
         self.max_len = self.llm.llm_engine.model_config.max_model_len
+        real = self.llm.llm_engine.model_config.dtype
+        self.engine = engine_record("vllm", str(real), dtype, fp32_lm_head, model)
 
     def generate(self, prompts: list[Prompt], sampling: Sampling) -> list[list[Generation]]:
         from vllm import SamplingParams
