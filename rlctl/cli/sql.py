@@ -8,8 +8,9 @@ from rlctl.cli.common import get_store
 
 EPILOG = """\b
 Tables: runs, artifacts, lineage, metrics; one view per record kind over all stored artifacts:
-prompts, pairs, rollouts, judged, logprob_diffs, train_samples, evals. JSON columns (messages,
-meta, verdict, config, env) take DuckDB's ->> path. Ten more queries: docs/cookbook.md.
+prompts, pairs, rollouts, judged, logprob_diffs, train_samples, margin_logs, evals. JSON
+columns (messages, meta, verdict, config, env) take DuckDB's ->> path. More queries (an eval
+score walked back to its model, training run and pull among them): docs/cookbook.md.
 
 \b
 Examples:
