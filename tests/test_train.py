@@ -450,3 +450,54 @@ def test_sft_counts_rows_trl_drops_and_stops_when_too_many(
         metrics["data/dropped"] == data["dropped"]
         and metrics["data/truncated"] == data["truncated"]
     )
+
+
+def test_preempted_beta_dpo_keeps_its_margin_log_and_state(
+    env: dict, sql, rlctl: Runner, store: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """SIGTERM (Slurm's time limit) mid-run: the margin log written so far is on disk, every
+    step of it, and the checkpoint saved at the stop carries β-DPO's running statistics."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import RLCTL
+
+    (tmp_path / "p.jsonl").write_bytes(
+        rlctl("data", "pull", "hh-rlhf", "--sample", "--limit", "8").stdout
+    )
+    cmd = [
+        *RLCTL.split(), "train", "beta-dpo", "-i", "p.jsonl", "--model", str(tiny_model),
+        "--max-steps", "1000", "--set", "trainer.max_length=1024",
+        "--set", "trainer.save_steps=1000",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while not sql("SELECT step FROM metrics WHERE name = 'beta_dpo/m0' AND step >= 3 LIMIT 1"):
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            proc.stderr.read() if proc.poll() is not None else "slow"
+        )
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    (run,) = sql("SELECT run_id, status FROM runs WHERE command = 'train beta-dpo'")
+    assert run["status"] == "interrupted"
+    m0 = {
+        x["step"]: x["value"]
+        for x in sql("SELECT step, value FROM metrics WHERE name = 'beta_dpo/m0'")
+    }
+    last = max(m0)
+    (art,) = sql("SELECT path, complete FROM artifacts WHERE kind = 'margin_log'")
+    assert not art["complete"] and art["path"].endswith("margins.jsonl.partial")
+    rows = jsonl(Path(art["path"]).read_bytes())
+    assert sorted({r["step"] for r in rows}) == list(range(1, last + 1))
+    assert all(r["id"].startswith("hh-rlhf/") for r in rows)
+    state = json.loads(
+        (
+            store / "artifacts" / run["run_id"] / "trainer" / f"checkpoint-{last}"
+            / "rlctl_state.json"
+        ).read_text()
+    )  # fmt: skip
+    assert state["beta_dpo"]["mean"] == pytest.approx(m0[last])
