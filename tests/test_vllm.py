@@ -248,7 +248,10 @@ def test_in_process_vllm_backend(served: Served, tiny_model: Path, tmp_path: Pat
         timeout=600,
     )
     assert r.returncode == 0, r.stderr.decode()[-2000:]
-    assert {x["backend"] for x in jsonl(r.stdout)} == {"vllm"}
+    recs = jsonl(r.stdout)
+    assert {x["backend"] for x in recs} == {"vllm"}
+    gen = recs[0]["generator"]  # read off the engine's own ModelConfig
+    assert (gen["engine"], gen["dtype"], gen["dtype_chosen_by"]) == ("vllm", "float32", "user")
     assert _max_delta(served, r.stdout, tiny_model, tmp_path) < 1e-4
 
 
