@@ -59,6 +59,11 @@ for model in .demo/tiny "$SFT" "$GRPO"; do
 done
 rlctl eval compare --baseline configs/baselines/qwen3-1.7b-base.yaml
 
+say "rlctl sql: every eval score walked back to its model, training run, data and pull (cookbook query 11)"
+# the cookbook's own text, so the documented query is the one the demo runs
+LINEAGE=$(awk '/^```sql$/{n++; on=(n==11); next} /^```$/{on=0} on' docs/cookbook.md)
+rlctl sql "$LINEAGE"
+
 say "rlctl sql: the runs just made, newest first"
 rlctl sql "SELECT run_id, command, status, round(duration_s, 2) AS seconds
            FROM runs ORDER BY started_at DESC LIMIT 8"

@@ -64,8 +64,10 @@ def test_overfit_scores_one_random_scores_zero_and_judge_agrees(
     }
     assert all(s["completion"].startswith(" #### ") for s in fit_samples)
     (pull_run,) = sql("SELECT run_id FROM runs WHERE command = 'data pull'")
-    parents = sql(f"SELECT parent_run_id FROM lineage WHERE run_id = '{fit_run}'")
-    assert {p["parent_run_id"] for p in parents} == {pull_run["run_id"]}
+    parents = sql(f"SELECT parent_run_id, via, input FROM lineage WHERE run_id = '{fit_run}'")
+    assert {p["parent_run_id"] for p in parents if p["via"] != "model"} == {pull_run["run_id"]}
+    # the model is an input too (built outside any run here, so it names no parent run)
+    assert [p["input"] for p in parents if p["via"] == "model"] == [str(fitted.resolve())]
 
     # Re-judged by rlctl's strict math judge: the same accuracy as lm-eval's strict-match.
     for run in (fit_run, rand_run):

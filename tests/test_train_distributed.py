@@ -51,9 +51,10 @@ def test_two_ranks_of_beta_dpo_train_as_one_process_on_their_joint_batch(
         f"SELECT path FROM artifacts WHERE kind = 'margin_log' AND run_id = '{runs[0]['run_id']}'"
     )
     rows = [json.loads(line) for line in Path(log["path"]).read_text().splitlines()]
-    for step in (0, 1, 2):  # every rank's pairs, once: 4 a step, 2 kept
+    for step in (1, 2, 3):  # every rank's pairs, once: 4 a step, 2 kept, named
         pairs = [x for x in rows if x["step"] == step]
         assert len(pairs) == 4 and sum(x["kept"] for x in pairs) == 2
+        assert len({x["id"] for x in pairs}) == 4 and all(x["id"] for x in pairs)
 
 
 def test_two_nodes_of_grpo_read_one_pipe_and_record_one_run(
