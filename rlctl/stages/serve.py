@@ -182,7 +182,10 @@ class VLLMServer:
                 self.model,
             )
         return {
-            "checkpoint": self.model,
+            # absolute, so a client in another directory finds its config (checkpoint dtype)
+            "checkpoint": str(Path(self.model).expanduser().absolute())
+            if Path(self.model).expanduser().exists()
+            else self.model,
             "engine_dtype": engine_dtype,
             "url": self.url,
             "model": self.name,
