@@ -474,3 +474,64 @@ def test_lineage_walks_from_an_eval_score_to_the_pull(
     assert rows and all(
         "train sft (model)" in x["lineage"] and "data pull (" in x["lineage"] for x in rows
     ), rows
+
+
+class _Echo401:
+    """An OpenAI-compatible server that refuses every request and echoes the key it got,
+    as some do in their 401 message."""
+
+    def __enter__(self) -> str:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                body = orjson.dumps(
+                    {"error": {"message": f"Incorrect API key provided: {key}", "code": 401}}
+                )
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+
+
+def test_secrets_in_errors_and_urls_never_reach_the_store(
+    rlctl: Runner, sql, store: Path, tmp_path: Path
+) -> None:
+    """A server that echoes the key in its 401 put it into run.json's `error` (and the index);
+    a password inside --base-url was stored verbatim. Neither reaches the store, nor stderr."""
+    import base64
+
+    key = "lab-internal-key-7f3a9c2e1d"  # no known shape: masked as $OPENAI_API_KEY's value
+    basic = base64.b64encode(b"me:hunter2secret")  # what the client sends for user:pw@
+    (tmp_path / "p.jsonl").write_bytes(orjson.dumps({"id": "a", "prompt": "hi"}) + b"\n")
+    with _Echo401() as url:
+        for base in (url, url.replace("http://", "http://me:hunter2secret@")):
+            r = rlctl(
+                "rollout", "-i", "p.jsonl", "--backend", "openai", "--model", "m",
+                "--base-url", base, extra_env={"OPENAI_API_KEY": key},
+            )  # fmt: skip
+            assert r.returncode != 0 and b"401" in r.stderr
+            for leak in (key.encode(), b"hunter2secret", basic):
+                assert leak not in r.stderr
+    for path in store.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for leak in (key.encode(), b"hunter2secret", basic):
+                assert leak not in data, path
+    runs = sql("SELECT error, config->>'base_url' AS url FROM runs ORDER BY started_at")
+    assert [("***" in x["error"]) for x in runs] == [True, True]
+    assert runs[1]["url"].startswith("http://me:***@127.0.0.1:")

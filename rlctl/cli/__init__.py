@@ -113,7 +113,9 @@ def _fail(message: str, code: int) -> int:
         traceback.print_exc()
     if code == 2 and os.environ.get("RANK", "0") != "0":
         return code  # another rank of a distributed job: rank 0 says the same line once
-    sys.stderr.write(f"rlctl: error: {message}\n")
+    from rlctl.store.redact import redact_text  # stderr ends up in Slurm's log files
+
+    sys.stderr.write(f"rlctl: error: {redact_text(message)}\n")
     return code
 
 

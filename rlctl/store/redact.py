@@ -2,9 +2,10 @@
 
 A secret is recognised by what it is, never by a word inside a flag's name (`--max-tokens 64`
 and `tokenizer.pad_token` are settings, not secrets): a value shaped like a known kind of key
-(OpenAI, Hugging Face, GitHub, Slack, AWS, a bearer header), the value of a secret environment
-variable that is set in this process, or the value of a key whose whole name is a secret's name
-(`api_key`, `hf_token`, `password`, ...).
+(OpenAI, Hugging Face, GitHub, Slack, AWS, a bearer header), a URL's password, the value of a
+secret environment variable that is set in this process, or the value of a key whose whole name
+is a secret's name (`api_key`, `hf_token`, `password`, ...). Error messages pass through the
+same masker before they reach run.json (a server may echo the key in its 401).
 """
 
 from __future__ import annotations
@@ -55,9 +56,11 @@ SECRET_ENV = (
 )
 _SECRET_VALUE = re.compile(
     r"(sk-[A-Za-z0-9_\-]{16,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|"
-    r"xox[abpr]-[A-Za-z0-9\-]{10,}|AKIA[0-9A-Z]{16}|Bearer\s+\S+)"
+    r"xox[abpr]-[A-Za-z0-9\-]{10,}|AKIA[0-9A-Z]{16}|Bearer\s+\S+|Basic\s+[A-Za-z0-9+/=]{8,})"
 )
 _MIN_ENV_SECRET = 8  # shorter values ("1", "EMPTY") would mask ordinary words
+# user:password@ in a URL (`--base-url https://me:pw@host/v1`): the password goes
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):[^\s@/]+@")
 
 
 def is_secret_key(key: str) -> bool:
@@ -71,8 +74,10 @@ def _env_secrets() -> list[str]:
 
 
 def redact_text(text: str) -> str:
+    """Any text bound for the store: argv words, config values, error messages."""
     for secret in _env_secrets():
         text = text.replace(secret, MASK)
+    text = _URL_CREDENTIALS.sub(rf"\1:{MASK}@", text)
     return _SECRET_VALUE.sub(MASK, text)
 
 

@@ -30,7 +30,7 @@ from rlctl.errors import RunInterrupted
 from rlctl.records.io import RecordWriter
 from rlctl.store.layout import Store, atomic_write_json, new_run_id
 from rlctl.store.liveness import HEARTBEAT_S, hostname, process_started
-from rlctl.store.redact import redact_argv, redact_value
+from rlctl.store.redact import redact_argv, redact_text, redact_value
 
 log = logging.getLogger("rlctl")
 
@@ -204,7 +204,7 @@ class Run:
             self.add_parents(src.parent_run_ids)
         self.info.update(
             status=status,
-            error=error,
+            error=None if error is None else redact_text(error),
             ended_at=utc_now(),
             duration_s=round(time.monotonic() - self._t0, 3),
         )
