@@ -501,3 +501,25 @@ def test_preempted_beta_dpo_keeps_its_margin_log_and_state(
         ).read_text()
     )  # fmt: skip
     assert state["beta_dpo"]["mean"] == pytest.approx(m0[last])
+
+
+def test_hub_token_stays_out_of_checkpoints(
+    rlctl: Runner, store: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """`trainer.hub_token` was masked in run.json but pickled into every checkpoint's
+    training_args.bin; it now reaches huggingface_hub through the environment only."""
+    token = "hf_" + "q" * 34
+    (tmp_path / "p.jsonl").write_bytes(
+        rlctl("data", "pull", "gsm8k", "--sample", "--limit", "2").stdout
+    )
+    r = rlctl(
+        "train", "sft", "-i", "p.jsonl", "--model", str(tiny_model), "--target",
+        "meta.solution", "--max-steps", "1", "--set", "trainer.save_steps=1",
+        "--set", "trainer.max_length=1024", "--set", f"trainer.hub_token={token}",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    saved = list(store.rglob("training_args.bin"))
+    assert saved  # the checkpoint TRL wrote
+    for path in store.rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path

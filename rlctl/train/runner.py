@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,12 @@ def trl_config(kind: str, section: dict[str, Any], output_dir: Path) -> Any:
             hint = difflib.get_close_matches(key, names, n=1)
             did = f"; did you mean 'trainer.{hint[0]}'?" if hint else ""
             raise BadInput(f"trainer.{key}: not a {cls.__name__} field{did}")
+    section = dict(section)
+    token = section.pop("hub_token", None)
+    if token:
+        # TRL pickles its whole config into every checkpoint (training_args.bin): the token
+        # goes to huggingface_hub through the environment instead, never into a file
+        os.environ["HF_TOKEN"] = str(token)
     defaults: dict[str, Any] = {
         "output_dir": str(output_dir),
         "per_device_train_batch_size": 2,
