@@ -523,3 +523,52 @@ def test_hub_token_stays_out_of_checkpoints(
     for path in store.rglob("*"):
         if path.is_file():
             assert token.encode() not in path.read_bytes(), path
+
+
+KILL_DURING_SAVE = """
+import os, signal
+step = os.environ.get("RLCTL_TEST_KILL_DURING_SAVE")
+if step:
+    import transformers.trainer as t
+    _rng = t.Trainer._save_rng_state
+    def _die(self, output_dir):  # weights and optimizer are written, the trainer state not yet
+        if output_dir.endswith("checkpoint-" + step):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _rng(self, output_dir)
+    t.Trainer._save_rng_state = _die
+"""
+
+
+def test_kill_during_a_checkpoint_save_resumes_from_the_last_complete_one(
+    rlctl: Runner, sql, env: dict, tiny_model: Path, tmp_path: Path
+) -> None:
+    """kill -9 while checkpoint-2 is being written (injected at TRL's save, after the weights
+    and optimizer): `--resume` skips the torn checkpoint with a warning and continues from
+    checkpoint-1, instead of failing on it."""
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(KILL_DURING_SAVE)
+    (tmp_path / "p.jsonl").write_bytes(
+        rlctl("data", "pull", "gsm8k", "--sample", "--limit", "4").stdout
+    )
+    base = (
+        f"$RLCTL train sft -i p.jsonl --model {tiny_model} --target meta.solution --max-steps 3 "
+        "--set trainer.save_steps=1 --set trainer.save_total_limit=5 --set trainer.max_length=1024"
+    )
+    hook = {"PYTHONPATH": str(tmp_path / "hook"), "RLCTL_TEST_KILL_DURING_SAVE": "2"}
+    killed = rlctl(shell=base, extra_env=hook)
+    assert killed.returncode in (-9, 128 + 9), killed.stderr  # SIGKILL
+    (run,) = sql("SELECT run_id, status FROM runs WHERE command = 'train sft'")
+    assert run["status"] == "interrupted"  # found dead at the next sync
+    trainer_dir = Path(env["RLCTL_STORE"]) / "artifacts" / run["run_id"] / "trainer"
+    torn = trainer_dir / "checkpoint-2"
+    assert torn.is_dir() and not (torn / "trainer_state.json").exists()
+    resumed = rlctl(shell=f"{base} --resume {run['run_id']}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "checkpoint-2 is incomplete" in resumed.stderr.decode()
+    (edge,) = sql("SELECT input FROM lineage WHERE via = 'resume'")
+    assert edge["input"].endswith("checkpoint-1")
+    steps = sql(
+        f"SELECT step FROM metrics WHERE name = 'loss' AND run_id != '{run['run_id']}' "
+        "ORDER BY step"
+    )
+    assert [x["step"] for x in steps] == [2, 3]

@@ -143,7 +143,9 @@ class CheckpointState(TrainerCallback):
         self.parts = parts
 
     def save_to(self, checkpoint: Path) -> None:
-        if self.parts and checkpoint.is_dir():
+        """Written by rename after TRL's own files: its presence also marks the checkpoint
+        complete (`checkpoint_complete`)."""
+        if checkpoint.is_dir():
             atomic_write_json(
                 checkpoint / STATE_FILE, {k: p.state_dict() for k, p in self.parts.items()}
             )
@@ -204,3 +206,18 @@ class StopOnSignal(TrainerCallback):
                 self.reason, self.code = "a signal to another rank", 130
             control.should_save = True
             control.should_training_stop = True
+
+
+def checkpoint_complete(checkpoint: Path) -> bool:
+    """rlctl writes `rlctl_state.json` (by rename) only after TRL has saved everything else, so
+    its presence means the save finished. A checkpoint from before rlctl wrote one counts as
+    complete when TRL's trainer state, written last by TRL, parses and names its step."""
+    if (checkpoint / STATE_FILE).is_file():
+        return True
+    try:
+        state = orjson.loads((checkpoint / "trainer_state.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return False
+    return (
+        isinstance(state, dict) and str(state.get("global_step")) == checkpoint.name.split("-")[-1]
+    )

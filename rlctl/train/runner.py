@@ -301,12 +301,21 @@ def _assistant_only_loss(model: str) -> bool:
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
-    """The newest `checkpoint-N` TRL wrote under a run's artifacts."""
+    """The newest complete `checkpoint-N` TRL wrote under a run's artifacts. A process killed
+    while saving leaves a torn one (weights half written, no trainer state): it is skipped,
+    with a warning, for the newest one before it."""
+    from rlctl.train.callbacks import checkpoint_complete
+
     found = sorted(
         (p for p in (run_dir / "trainer").glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
         key=lambda p: int(p.name.split("-")[-1]),
+        reverse=True,
     )
-    return found[-1] if found else None
+    for ckpt in found:
+        if checkpoint_complete(ckpt):
+            return ckpt
+        log.warning("%s is incomplete (the process died while saving it): skipped", ckpt.name)
+    return None
 
 
 def _resume_from(run: Run, ref: str | None) -> str | None:
@@ -327,6 +336,8 @@ def _resume_from(run: Run, ref: str | None) -> str | None:
         rid = store.match_run(ref)
     ckpt = last_checkpoint(store.artifacts_dir / rid)
     if ckpt is None:
-        raise BadInput(f"--resume {ref}: run {rid} saved no checkpoint (trainer.save_steps?)")
+        raise BadInput(
+            f"--resume {ref}: run {rid} saved no complete checkpoint (trainer.save_steps?)"
+        )
     run.add_input(str(ckpt), run_id=rid, via="resume")
     return str(ckpt)
