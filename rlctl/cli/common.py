@@ -40,6 +40,21 @@ def config_options(f: F) -> F:
     )(f)
 
 
+class FiniteFloat(click.FloatRange):
+    """A float flag that refuses NaN and infinity (click's FloatRange lets NaN through every
+    bound, and a NaN temperature or timeout runs to a meaningless "ok")."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        out = super().convert(value, param, ctx)
+        if not math.isfinite(out):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return out
+
+
 def resolve_config(ctx: click.Context, defaults: dict[str, Any], **kw: Any) -> dict[str, Any]:
     """Flags given on the command line win; every other key comes from --set, the file or the
     defaults. Click's own defaults are ignored, so a config file is never silently overridden."""
@@ -48,13 +63,57 @@ def resolve_config(ctx: click.Context, defaults: dict[str, Any], **kw: Any) -> d
         for name, value in ctx.params.items()
         if name in defaults and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
     }
-    return cfg.resolve(
+    conf = cfg.resolve(
         defaults,
         file=ctx.params.get("config_file"),
         sets=ctx.params.get("sets") or (),
         flags=flags,
         **kw,
     )
+    check_types(ctx, conf, defaults, set(flags))
+    return conf
+
+
+def check_types(
+    ctx: click.Context, conf: dict[str, Any], defaults: dict[str, Any], given: set[str]
+) -> None:
+    """A value from the config file or `--set` passes the same check as its flag would (type,
+    range, choices), so `--set limit=abc` or `temperature: -1` in a recipe is one line, exit 2,
+    before anything loads. Keys without a flag are checked against their default's type;
+    sections must be mappings."""
+    params = {p.name: p for p in ctx.command.params if isinstance(p, click.Option)}
+    for key, value in conf.items():
+        if key in given or value is None or value == defaults.get(key):
+            continue
+        default, param = defaults.get(key), params.get(key)
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise BadInput(f"{key}: expected a mapping (a section), got {_shown(value)}")
+            continue
+        if (param is not None and param.is_flag) or isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise BadInput(f"{key}: expected true or false, got {_shown(value)}")
+            continue
+        if param is None:
+            continue
+        if param.multiple and not isinstance(value, list):
+            raise BadInput(f"{key}: expected a list, e.g. [a, b], got {_shown(value)}")
+        try:
+            converted = [
+                param.type.convert(v, param, ctx) for v in (value if param.multiple else [value])
+            ]
+        except click.BadParameter as e:
+            raise BadInput(f"{key}: {e.format_message()}") from None
+        except (TypeError, ValueError):
+            want = param.type.name
+            raise BadInput(f"{key}: expected {want}, got {_shown(value)}") from None
+        conf[key] = converted if param.multiple else converted[0]
+
+
+def _shown(value: Any) -> str:
+    """A value in an error line, never huge."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def precision_options(who: str, default: str) -> Callable[[F], F]:

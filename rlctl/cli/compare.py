@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from rlctl.cli.common import (
+    FiniteFloat,
     command_name,
     config_options,
     emit,
@@ -50,11 +51,15 @@ sample size, and |Δ| by position.
 @input_option
 @click.option("--model", help="Trainer-side model (local path or hub id).")
 @precision_options("Trainer", "float32")
-@click.option("--temperature", type=float, help="Override the records' sampling temperature.")
+@click.option(
+    "--temperature",
+    type=FiniteFloat(min=0, min_open=True),
+    help="Override the records' sampling temperature.",
+)
 @click.option("--vs", metavar="K=V[,K=V]", help="A second trainer setting, e.g. fp32_lm_head=true.")
 @click.option("--cap", type=float, help="Importance-ratio cap to count violations of [2.0].")
 @click.option("--plot", metavar="PNG", help="Histogram of Δ and Δ by position.")
-@click.option("--batch-size", type=int, help="Sequences per forward pass [8].")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Sequences per forward pass [8].")
 @output_option
 @config_options
 @click.pass_context

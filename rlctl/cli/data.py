@@ -53,7 +53,9 @@ or a local file (.jsonl, .jsonl.gz, .json, .parquet, .csv) mapped with --field.
 @click.option(
     "--subset", help="Hub config or data dir (gsm8k: main|socratic; hh-rlhf: helpful-base, ...)."
 )
-@click.option("--limit", type=int, help="Emit at most N records (after --shuffle).")
+@click.option(
+    "--limit", type=click.IntRange(min=0), help="Emit at most N records (after --shuffle)."
+)
 @click.option(
     "--from",
     "from_path",

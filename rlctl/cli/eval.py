@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from rlctl.cli.common import (
+    FiniteFloat,
     config_options,
     emit,
     endpoint_options,
@@ -64,9 +65,13 @@ outputs are rollout records, streamed when piped, so any judge can re-score them
 @click.argument("task")
 @click.option("--model", help="Local path or hub id (openai: the served model name).")
 @click.option("--backend", type=click.Choice(["hf", "vllm", "openai"]), help="Engine [hf].")
-@click.option("--shots", type=int, help="Few-shot examples [the task's default].")
-@click.option("--limit", type=float, help="First N documents (or a fraction < 1).")
-@click.option("--batch-size", type=int, help="hf/vllm batch size [8].")
+@click.option("--shots", type=click.IntRange(min=0), help="Few-shot examples [the task's default].")
+@click.option(
+    "--limit",
+    type=FiniteFloat(min=0, min_open=True),
+    help="First N documents (or a fraction < 1).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), help="hf/vllm batch size [8].")
 @click.option(
     "--apply-chat-template/--no-apply-chat-template",
     default=None,
@@ -84,7 +89,7 @@ outputs are rollout records, streamed when piped, so any judge can re-score them
 @click.option("--fewshot-data", metavar="IN", help="Few-shot pool [--data itself, self excluded].")
 @precision_options("hf/vllm", "auto")
 @endpoint_options
-@click.option("--concurrency", type=int, help="openai: requests in flight [8].")
+@click.option("--concurrency", type=click.IntRange(min=1), help="openai: requests in flight [8].")
 @click.option("--max-model-len", type=int, help="vllm: context length to allocate.")
 @click.option(
     "--allow-code-eval",

@@ -7,6 +7,7 @@ import logging
 import click
 
 from rlctl.cli.common import (
+    FiniteFloat,
     command_name,
     config_options,
     emit,
@@ -55,8 +56,14 @@ or any importable TRL reward function as module:function. See docs/judges.md.
     default=None,
     help="format: match anywhere, not the whole text.",
 )
-@click.option("--workers", type=int, help="code: sandboxes in parallel [CPU count].")
-@click.option("--timeout", type=float, help="code: wall-clock seconds per program [5].")
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="code: sandboxes in parallel [CPU count]."
+)
+@click.option(
+    "--timeout",
+    type=FiniteFloat(min=0, min_open=True),
+    help="code: wall-clock seconds per program [5].",
+)
 @click.option("--memory-mb", type=int, help="code: address-space limit per program [1024].")
 @click.option("--base-url", help="llm: OpenAI-compatible endpoint [$OPENAI_BASE_URL].")
 @click.option("--model", help="llm: judge model name.")
@@ -65,9 +72,9 @@ or any importable TRL reward function as module:function. See docs/judges.md.
     type=click.Choice(["pointwise", "pairwise"]),
     help="llm: 1-10 score, or A vs B [pointwise].",
 )
-@click.option("--concurrency", type=int, help="llm: requests in flight [8].")
+@click.option("--concurrency", type=click.IntRange(min=1), help="llm: requests in flight [8].")
 @click.option("--rm-model", metavar="PATH", help="rm: sequence-classification reward model.")
-@click.option("--batch-size", type=int, help="Records per judge batch [64].")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Records per judge batch [64].")
 @click.option(
     "--pairs", is_flag=True, default=None, help="Emit best-vs-worst pair records per prompt."
 )

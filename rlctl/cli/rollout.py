@@ -7,6 +7,7 @@ import logging
 import click
 
 from rlctl.cli.common import (
+    FiniteFloat,
     command_name,
     config_options,
     emit,
@@ -44,10 +45,12 @@ Examples:
 @click.option(
     "--backend", type=click.Choice(["hf", "vllm", "openai"]), help="Generation engine [hf]."
 )
-@click.option("-n", "--num-samples", type=int, help="Completions per prompt [1].")
-@click.option("--limit", type=int, help="Use only the first N prompts.")
-@click.option("--temperature", type=float, help="Sampling temperature; 0 is greedy [1.0].")
-@click.option("--top-p", type=float, help="Nucleus sampling [1.0].")
+@click.option("-n", "--num-samples", type=click.IntRange(min=1), help="Completions per prompt [1].")
+@click.option("--limit", type=click.IntRange(min=0), help="Use only the first N prompts.")
+@click.option(
+    "--temperature", type=FiniteFloat(min=0), help="Sampling temperature; 0 is greedy [1.0]."
+)
+@click.option("--top-p", type=FiniteFloat(0, 1, min_open=True), help="Nucleus sampling [1.0].")
 @click.option("--top-k", type=int, help="Top-k sampling, -1 off [-1].")
 @click.option("--max-tokens", type=int, help="Tokens to generate at most [256].")
 @click.option("--stop", multiple=True, help="Stop string (repeatable).")
@@ -62,10 +65,12 @@ Examples:
     "--logprobs", is_flag=True, default=None, help="Record token ids and sampled-token logprobs."
 )
 @precision_options("hf/vllm", "auto")
-@click.option("--batch-size", type=int, help="hf: prompts per generate call [16].")
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), help="hf: prompts per generate call [16]."
+)
 @endpoint_options
 @click.option("--api", type=click.Choice(["chat", "completions"]), help="openai: which API [chat].")
-@click.option("--concurrency", type=int, help="openai: requests in flight [16].")
+@click.option("--concurrency", type=click.IntRange(min=1), help="openai: requests in flight [16].")
 @click.option("--max-model-len", type=int, help="vllm: context length to allocate.")
 @output_option
 @config_options

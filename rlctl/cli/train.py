@@ -68,7 +68,9 @@ the defaults. Metrics stream into the store; the final checkpoint is an artifact
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.pass_context(f)
     f = config_options(f)
-    f = click.option("--max-steps", type=int, help="Optimizer steps (trainer.max_steps).")(f)
+    f = click.option(
+        "--max-steps", type=click.IntRange(min=1), help="Optimizer steps (trainer.max_steps)."
+    )(f)
     f = click.option(
         "--max-dropped",
         type=click.FloatRange(0, 1),

@@ -38,6 +38,7 @@ def trl_config(kind: str, section: dict[str, Any], output_dir: Path) -> Any:
             hint = difflib.get_close_matches(key, names, n=1)
             did = f"; did you mean 'trainer.{hint[0]}'?" if hint else ""
             raise BadInput(f"trainer.{key}: not a {cls.__name__} field{did}")
+    _check_field_types(cls, section)
     section = dict(section)
     token = section.pop("hub_token", None)
     if token:
@@ -63,6 +64,45 @@ def trl_config(kind: str, section: dict[str, Any], output_dir: Path) -> Any:
         return cls(**(defaults | section))
     except (TypeError, ValueError) as e:
         raise BadInput(f"trainer: {str(e).splitlines()[0]}") from e
+
+
+def _check_field_types(cls: type, section: dict[str, Any]) -> None:
+    """TRL's config dataclasses take `learning_rate: fast` without a word and fail much later
+    inside the optimizer: check plain-typed fields (numbers, booleans, strings) here."""
+    import types
+    import typing
+
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 (an unresolvable hint in TRL: skip the check)
+        return
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    for key, value in section.items():
+        hint = hints.get(key)
+        args = (
+            typing.get_args(hint)
+            if typing.get_origin(hint) in (typing.Union, types.UnionType)
+            else (hint,)
+        )
+        simple = [a for a in args if a in names]
+        if (
+            value is None
+            or not simple
+            or len(simple) != len([a for a in args if a is not type(None)])
+        ):
+            continue  # None, or a type richer than plain scalars: TRL checks it
+        ok = any(
+            (
+                isinstance(value, bool)
+                if a is bool
+                else isinstance(value, a) and not isinstance(value, bool)
+            )
+            or (a is float and isinstance(value, int) and not isinstance(value, bool))
+            for a in simple
+        )
+        if not ok:
+            want = " or ".join(names[a] for a in simple)
+            raise BadInput(f"trainer.{key}: expected {want}, got {value!r:.60}")
 
 
 def prepare(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]]) -> Job:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ def parse_spec(spec: str) -> tuple[str, float]:
         w = float(weight) if weight else 1.0
     except ValueError:
         raise BadInput(f"--judge {spec!r}: weight {weight!r} is not a number") from None
+    if not math.isfinite(w):
+        raise BadInput(f"--judge {spec!r}: weight must be a finite number")
     if name not in NAMES and ":" not in name:
         hint = difflib.get_close_matches(name, NAMES, n=1)
         did = f"; did you mean {hint[0]!r}?" if hint else ""

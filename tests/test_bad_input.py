@@ -1,0 +1,69 @@
+"""Bad values anywhere (a flag, `--set`, a config file, a `trainer:` key) are one line on stderr
+and exit 2 before anything loads: wrong types used to surface as a TypeError (exit 1), and
+out-of-range values (a negative temperature, `--max-steps -3`, `--workers 0`, a NaN judge
+weight) used to run to "ok"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import Runner
+
+P = "-i p.jsonl"  # a valid prompt file
+PAIRS = "-i pairs.jsonl"
+CASES = [
+    ("data pull gsm8k --sample --set limit=abc", "limit"),
+    ("data pull gsm8k --sample --set seed=[1]", "seed"),
+    ("data pull gsm8k --sample --limit -1", "--limit"),
+    ("data pull gsm8k --sample --set shuffle=maybe", "shuffle"),
+    ("data pull gsm8k --sample -c bad.yaml", "limit"),
+    (f"train sft {P} --model NOPE --set trainer=abc", "trainer"),
+    (
+        f"train sft {P} --model NOPE --target meta.solution --set trainer.learning_rate=fast",
+        "trainer.learning_rate",
+    ),
+    (
+        f"train sft {P} --model NOPE --target meta.solution --set trainer.max_length=[1]",
+        "trainer.max_length",
+    ),
+    (f"train sft {P} --model NOPE --max-steps -3", "--max-steps"),
+    (f"train sft {P} --model NOPE --set max_steps=0", "max_steps"),
+    (f"train dpo {PAIRS} --model NOPE --max-dropped 2", "--max-dropped"),
+    (f"train beta-dpo {PAIRS} --model NOPE --stats-init warm", "--stats-init"),
+    (f"rollout {P} --model NOPE --temperature -1", "--temperature"),
+    (f"rollout {P} --model NOPE --temperature nan", "--temperature"),
+    (f"rollout {P} --model NOPE --set temperature=-0.5", "temperature"),
+    (f"rollout {P} --model NOPE --top-p 0", "--top-p"),
+    (f"rollout {P} --model NOPE -n 0", "--num-samples"),
+    (f"rollout {P} --model NOPE --max-tokens 0", "--max-tokens"),
+    (f"rollout {P} --model NOPE --set stop=END", "stop"),
+    (f"judge {P} --judge code --workers 0", "--workers"),
+    (f"judge {P} --judge code --timeout -1", "--timeout"),
+    (f"judge {P} --judge math=nan", "weight must be a finite number"),
+    (f"judge {P} --judge math --set workers=abc", "workers"),
+    ("eval gsm8k --model NOPE --shots -1", "--shots"),
+    ("eval gsm8k --model NOPE --limit 0", "--limit"),
+    (f"compare-logprobs {P} --model NOPE --temperature 0", "--temperature"),
+]
+
+
+@pytest.mark.parametrize(("cmd", "named"), CASES, ids=[c for c, _ in CASES])
+def test_bad_values_are_one_line_and_exit_2(
+    rlctl: Runner, store: Path, tmp_path: Path, cmd: str, named: str
+) -> None:
+    prompt = {"id": "a", "messages": [{"role": "user", "content": "2+2?"}], "reference": "4"}
+    prompt["meta"] = {"solution": "2 + 2 = 4\n#### 4"}
+    (tmp_path / "p.jsonl").write_bytes(orjson.dumps(prompt) + b"\n")
+    pair = {"id": "a", "prompt": "2+2?", "chosen": "4", "rejected": "5"}
+    (tmp_path / "pairs.jsonl").write_bytes(orjson.dumps(pair) + b"\n")
+    (tmp_path / "bad.yaml").write_text("limit: lots\n")
+    r = rlctl(shell=f"$RLCTL {cmd}")
+    err = r.stderr.decode().strip().splitlines()
+    assert r.returncode == 2, r.stderr.decode()
+    assert len(err) == 1 and err[0].startswith("rlctl: error:"), err
+    assert named in err[0] and "Traceback" not in r.stderr.decode()
+    ok = [p for p in (store / "runs").glob("*/run.json") if b'"status": "ok"' in p.read_bytes()]
+    assert not ok  # nothing ran to "ok" on a bad value
