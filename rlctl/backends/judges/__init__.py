@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import math
 from collections.abc import Callable, Sequence
+from math import isfinite
 from typing import Any
 
 from rlctl.backends.judges.base import Judge, Score, completion_text
@@ -28,7 +28,7 @@ def parse_spec(spec: str) -> tuple[str, float]:
         w = float(weight) if weight else 1.0
     except ValueError:
         raise BadInput(f"--judge {spec!r}: weight {weight!r} is not a number") from None
-    if not math.isfinite(w):
+    if not isfinite(w):  # the `math` judge module shadows the stdlib name here
         raise BadInput(f"--judge {spec!r}: weight must be a finite number")
     if name not in NAMES and ":" not in name:
         hint = difflib.get_close_matches(name, NAMES, n=1)
