@@ -187,7 +187,7 @@ def test_unknown_dataset_and_bad_options(rlctl: Runner, tmp_path: Path) -> None:
         (["gsm8k", "--sample", "--from", "x.jsonl"], "exclude each other"),
         (["gsm8k", "--from", "missing.jsonl"], "no such file"),
         (["gsm8k", "--sample", "--field", "prompt=x"], "fields are fixed"),
-        (["gsm8k", "--sample", "--limit", "-1"], "must be 0 or more"),
+        (["gsm8k", "--sample", "--limit", "-1"], "-1 is not in the range x>=0"),
     ]:
         r = rlctl("data", "pull", *args)
         assert r.returncode == 2 and msg in r.stderr.decode(), (args, r.stderr)

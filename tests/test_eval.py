@@ -133,7 +133,7 @@ def test_offline_falls_back_to_the_stored_pull(rlctl: Runner, sql, fitted: Path)
         (("gsm8kk", "--model", "{m}"), "lm-eval has no task 'gsm8kk'; did you mean gsm8k"),
         (("mbpp", "--model", "{m}"), "--allow-code-eval"),
         (("gsm8k", "--model", "{m}", "--gen-kwargs", "oops"), "--gen-kwargs 'oops'"),
-        (("gsm8k", "--model", "{m}", "--shots", "-1"), "--shots must be 0 or more"),
+        (("gsm8k", "--model", "{m}", "--shots", "-1"), "'--shots': -1 is not in the range x>=0"),
         (("gsm8k",), "--backend hf needs --model PATH"),
         (("gsm8k", "--backend", "openai"), "needs --base-url URL or --endpoint latest"),
         (("gsm8k", "--model", "./nope", "--data", "{data}"), "--model ./nope: no such directory"),

@@ -117,8 +117,6 @@ def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> 
         endpoint = resolve_endpoint(store, conf)
     elif not conf["model"]:
         raise BadInput(f"--backend {conf['backend']} needs --model PATH")
-    if conf["shots"] is not None and conf["shots"] < 0:
-        raise BadInput("--shots must be 0 or more")
     limit = conf["limit"]
     if limit is not None:
         if limit <= 0:
