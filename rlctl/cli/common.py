@@ -186,7 +186,7 @@ def record_engine(run: Run, engine: dict[str, Any]) -> dict[str, Any]:
     client's own `dtype`/`fp32_lm_head` settings do not apply, so the config records the
     server's instead of the client's defaults. A dtype nobody chose is said on stderr."""
     run.info["generator"] = engine
-    if engine["engine"] != "transformers" and engine["engine"] != "vllm":
+    if engine["engine"] not in ("transformers", "vllm"):  # a server: client settings moot
         run.info["config"].update(dtype=engine["dtype"], fp32_lm_head=engine["fp32_lm_head"])
     run.save()
     saved = engine.get("checkpoint_dtype")
