@@ -38,8 +38,33 @@ _Loader.add_implicit_resolver(
 )
 
 
+MAX_VALUES = 100_000  # scalars and containers a config may expand to
+
+
 def _yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)
+    data = yaml.load(text, Loader=_Loader)
+    _bounded(data)
+    return data
+
+
+def _bounded(data: Any) -> None:
+    """YAML aliases can make a few hundred bytes expand into gigabytes (the "billion laughs"):
+    PyYAML shares the aliased nodes, so loading is cheap, but saving the config into run.json
+    writes every copy. Count values as they would be written, and stop early."""
+    seen = 0
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise BadInput(
+                f"config expands to more than {MAX_VALUES:,} values (YAML aliases?); "
+                "write the values out, or split the config"
+            )
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def load_file(path: str | Path) -> dict[str, Any]:

@@ -47,6 +47,10 @@ CASES = [
     ("eval gsm8k --model NOPE --shots -1", "--shots"),
     ("eval gsm8k --model NOPE --limit 0", "--limit"),
     (f"compare-logprobs {P} --model NOPE --temperature 0", "--temperature"),
+    ("sql ''", "no SQL given"),
+    ("sql ' ; '", "no SQL given"),
+    ("data pull gsm8k --sample -c bomb.yaml", "expands to more than 100,000 values"),
+    ("data pull gsm8k --sample --set 'x=[*a]'", "--set"),
 ]
 
 
@@ -60,6 +64,11 @@ def test_bad_values_are_one_line_and_exit_2(
     pair = {"id": "a", "prompt": "2+2?", "chosen": "4", "rejected": "5"}
     (tmp_path / "pairs.jsonl").write_bytes(orjson.dumps(pair) + b"\n")
     (tmp_path / "bad.yaml").write_text("limit: lots\n")
+    # "billion laughs": 434 bytes of aliases once became a 1.8 GB run.json
+    bomb = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for prev, name in zip("abcde", "bcdef", strict=True):
+        bomb.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 10)}]")
+    (tmp_path / "bomb.yaml").write_text("\n".join(bomb) + "\n")
     r = rlctl(shell=f"$RLCTL {cmd}")
     err = r.stderr.decode().strip().splitlines()
     assert r.returncode == 2, r.stderr.decode()

@@ -30,7 +30,10 @@ Examples:
 def sql(ctx: click.Context, query: str, fmt: str | None) -> None:
     """Run a DuckDB SQL query over the store (synced with the run files first)."""
     from rlctl.cli.render import write
+    from rlctl.errors import BadInput
     from rlctl.store import Index
 
+    if not query.strip() or not query.strip().strip(";").strip():
+        raise BadInput('no SQL given; e.g. rlctl sql "SELECT count(*) FROM runs"')
     result = Index(get_store(ctx)).query(query)
     write(result, fmt or "table")
