@@ -181,12 +181,29 @@ def test_resume_continues_exactly_where_it_stopped(
     assert edge == {"via": "resume"}
 
 
+def _signal_after_step_3(cmd: list[str], env: dict, cwd: Path, sql, metric: str, sig: int) -> None:
+    """Start a training command, send `sig` once `metric` reaches step 3, and check that it
+    stopped the way a signal should (exit 128 + sig)."""
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while not sql(f"SELECT step FROM metrics WHERE name = '{metric}' AND step >= 3 LIMIT 1"):
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            proc.stderr.read() if proc.poll() is not None else "slow"
+        )
+        time.sleep(0.3)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=120) == 128 + sig
+
+
 def test_sigint_saves_a_checkpoint_that_resume_continues(
     env: dict, sql, rlctl: Runner, tiny_model: Path, tmp_path: Path
 ) -> None:
     import signal
-    import subprocess
-    import time
 
     from tests.conftest import RLCTL
 
@@ -208,17 +225,7 @@ def test_sigint_saves_a_checkpoint_that_resume_continues(
         "--set",
         "trainer.save_steps=1000",
     ]
-    proc = subprocess.Popen(
-        cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 120
-    while not sql("SELECT step FROM metrics WHERE name = 'loss' AND step >= 3 LIMIT 1"):
-        assert proc.poll() is None and time.monotonic() < deadline, (
-            proc.stderr.read() if proc.poll() is not None else "slow"
-        )
-        time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 128 + signal.SIGINT
+    _signal_after_step_3(cmd, env, tmp_path, sql, "loss", signal.SIGINT)
     (run,) = sql("SELECT run_id, status FROM runs WHERE command = 'train grpo'")
     assert run["status"] == "interrupted"
     stopped = max(x["step"] for x in sql("SELECT step FROM metrics WHERE name = 'loss'"))
@@ -458,8 +465,6 @@ def test_preempted_beta_dpo_keeps_its_margin_log_and_state(
     """SIGTERM (Slurm's time limit) mid-run: the margin log written so far is on disk, every
     step of it, and the checkpoint saved at the stop carries β-DPO's running statistics."""
     import signal
-    import subprocess
-    import time
 
     from tests.conftest import RLCTL
 
@@ -471,17 +476,7 @@ def test_preempted_beta_dpo_keeps_its_margin_log_and_state(
         "--max-steps", "1000", "--set", "trainer.max_length=1024",
         "--set", "trainer.save_steps=1000",
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 120
-    while not sql("SELECT step FROM metrics WHERE name = 'beta_dpo/m0' AND step >= 3 LIMIT 1"):
-        assert proc.poll() is None and time.monotonic() < deadline, (
-            proc.stderr.read() if proc.poll() is not None else "slow"
-        )
-        time.sleep(0.3)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    _signal_after_step_3(cmd, env, tmp_path, sql, "beta_dpo/m0", signal.SIGTERM)
     (run,) = sql("SELECT run_id, status FROM runs WHERE command = 'train beta-dpo'")
     assert run["status"] == "interrupted"
     m0 = {

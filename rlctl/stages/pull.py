@@ -151,10 +151,11 @@ def pull(
                 else hub_rows(src.hub_id, part_split, **src.hub_kwargs(subset))
             )
             kept = ((w, r) for w, r in rows if src.keep(r, part_split))
+            label = Path(path).name if len(files) > 1 else None
             for i, (w, r) in enumerate(kept):
                 rec = src.convert(r, i, part_split, w, part_subset)
-                if len(files) > 1:
-                    rec["meta"]["file"] = Path(path).name
+                if label:
+                    rec["meta"]["file"] = label
                 yield rec
 
         records = itertools.chain.from_iterable(known(p, sp) for p, sp in parts)
@@ -190,9 +191,10 @@ def pull(
         def generic() -> Iterator[dict[str, Any]]:
             start = 0  # indices run on across files, so ids stay unique
             for (path, part_split), rows in zip(parts, streams, strict=True):
+                label = Path(path).name if len(files) > 1 else None
                 for rec in convert_rows(rows, name, part_split, mapping, start):
-                    if len(files) > 1:
-                        rec["meta"]["file"] = Path(path).name
+                    if label:
+                        rec["meta"]["file"] = label
                     start += 1
                     yield rec
 

@@ -22,6 +22,8 @@ import psutil
 
 from rlctl.errors import BadInput, RlctlError
 
+log = logging.getLogger("rlctl")
+
 VLLM_PYTHON_ENV = "RLCTL_VLLM_PYTHON"
 
 
@@ -176,16 +178,15 @@ class VLLMServer:
         assert self.proc is not None
         engine_dtype = engine_dtype_of(log_path) if log_path else None
         if engine_dtype and self.dtype in (None, "auto"):
-            logging.getLogger("rlctl").warning(
+            log.warning(
                 "vLLM chose dtype %s for %s (no --dtype given); recorded in the endpoint",
                 engine_dtype,
                 self.model,
             )
+        local = Path(self.model).expanduser()
         return {
             # absolute, so a client in another directory finds its config (checkpoint dtype)
-            "checkpoint": str(Path(self.model).expanduser().absolute())
-            if Path(self.model).expanduser().exists()
-            else self.model,
+            "checkpoint": str(local.absolute()) if local.exists() else self.model,
             "engine_dtype": engine_dtype,
             "url": self.url,
             "model": self.name,

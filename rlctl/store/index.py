@@ -249,7 +249,8 @@ class Index:
                 for table in _TABLES:
                     con.execute(f"DELETE FROM {table} WHERE list_contains(?, run_id)", [stale])
             self._insert_runs(con, fresh)
-            _link_models_by_content(con)
+            if fresh:  # a new consumer or a new producer of a model: match them up
+                _link_models_by_content(con)
             self._create_views(con, metrics_files)
             con.execute("COMMIT")
         except BaseException:
