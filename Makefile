@@ -77,6 +77,7 @@ bench: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/records_io.py
 	$(BIN)/python bench/judge_throughput.py
+	$(BIN)/python bench/code_judge.py
 	RLCTL_VLLM_PYTHON="$(CURDIR)/$(VLLM_VENV)/bin/python" $(BIN)/python bench/rollout_throughput.py
 	RLCTL_VLLM_PYTHON="$(CURDIR)/$(VLLM_VENV)/bin/python" $(BIN)/python bench/logprob_mismatch.py
 	$(BIN)/python bench/train_overhead.py

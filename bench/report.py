@@ -27,6 +27,7 @@ ORDER = [
     "logprob_mismatch",
     "train_overhead",
     "train_overhead_2proc",
+    "code_judge",
 ]
 
 

@@ -1,53 +1,17 @@
-"""`code`: MBPP references pass; hostile programs get 0 with a reason and harm nothing."""
+"""`code`: MBPP references pass, tests see the program's values as plain data (hostile
+programs: test_judge_code_hostile.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import orjson
-import psutil
-import pytest
 
-from rlctl.backends.judges import sandbox as sandbox_mod
 from rlctl.backends.judges.code import CodeJudge, extract_code
-from rlctl.backends.judges.sandbox import SANDBOX_UID_BASE, Sandbox
 from rlctl.data import SAMPLES
-from tests.conftest import Runner, jsonl
-
-HOSTILE = {
-    "infinite loop": ("while True:\n    pass", "timeout after 2 s"),
-    "fork bomb": ("import os\nwhile True:\n    os.fork()", "starting processes is not allowed"),
-    "10 GB allocation": ("x = bytearray(10 * 1024**3)", "MemoryError"),
-    "write outside its dir": (
-        "open('{canary_dir}/pwned.txt', 'w').write('x')",
-        "write outside its directory",
-    ),
-    "delete files": ("import os\nos.remove('{canary}')", "outside its directory"),
-    "kill its parent": (
-        "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)",
-        "sending signals is not allowed",
-    ),
-    "read env secrets": (
-        "import os\nassert 'sk-' in str(os.environ), 'no secret here'",
-        "no secret here",
-    ),
-    "open a socket": (
-        "import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=1)",
-        "network is disabled",
-    ),
-    "ctypes escape": ("import ctypes\nctypes.CDLL(None).fork()", "ctypes is not allowed"),
-    "subprocess": (
-        "import subprocess\nsubprocess.run(['rm', '-rf', '{canary_dir}'])",
-        "starting processes is not allowed",
-    ),
-    "exit before the tests": ("import os\nos._exit(0)", "before the tests finished"),
-    "forged report": (
-        "open('report.jsonl', 'a').write('x {{\"stage\": \"done\", \"tests\": 1}}\\n')\nimport os\nos._exit(0)",
-        "before the tests finished",
-    ),
-}
+from rlctl.stages.sources.mbpp import convert, keep
+from tests.conftest import Runner, jsonl, shared
 
 
 def test_extract_code_forms() -> None:
@@ -112,102 +76,68 @@ def test_bad_references_give_none() -> None:
     assert [s[0] for s in scores] == [None, None]
 
 
-def test_hostile_programs_get_zero_and_harm_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    canary_dir = tmp_path / "outside"
-    canary_dir.mkdir()
-    canary = canary_dir / "keep.txt"
-    canary.write_text("intact")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-0123456789abcdef")
-    names = list(HOSTILE)
-    records = [
-        {
-            "completion": HOSTILE[n][0].format(canary=canary, canary_dir=canary_dir),
-            "reference": "assert True",
-        }
-        for n in names
-    ]
-    judge = CodeJudge(workers=4, timeout=2.0)
+def _judge(records: list[dict], **options: object) -> list:
+    judge = CodeJudge(workers=2, timeout=5.0, **options)
     try:
-        scores = judge.score(records)
+        return judge.score(records)
     finally:
         judge.close()
-    for name, (reward, verdict) in zip(names, scores, strict=True):
-        assert reward == 0.0, (name, verdict)
-        assert HOSTILE[name][1] in verdict["reason"], (name, verdict["reason"])
-        assert "sk-test-secret" not in json.dumps(verdict), name
-    assert canary.read_text() == "intact" and [p.name for p in canary_dir.iterdir()] == ["keep.txt"]
-    assert psutil.Process().is_running()  # the judge survived
-    if os.geteuid() == 0:
-        leftovers = [
-            p
-            for p in psutil.process_iter(["uids"])
-            if p.info["uids"] and SANDBOX_UID_BASE <= p.info["uids"].real < SANDBOX_UID_BASE + 64
-        ]
-        assert leftovers == []
 
 
-BARE_HARNESS = """
-import json, os, socket, sys
-nonce = sys.stdin.readline().strip()
-out = {}
-def attempt(name, fn):
-    try:
-        fn()
-        out[name] = "done"
-    except BaseException as e:
-        out[name] = type(e).__name__ + ": " + str(e)
-attempt("write_tmp", lambda: open("/tmp/rlctl-bare-pwned", "w").write("x"))
-attempt("write_canary", lambda: open(CANARY, "w").write("x"))
-attempt("socket", lambda: socket.create_connection(("127.0.0.1", 22), timeout=1))
-attempt("kill_parent", lambda: os.kill(os.getppid(), 9))
-def bomb():
-    pids = []
-    for _ in range(1000):
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        pids.append(pid)
-attempt("fork_1000", bomb)
-out["env"] = sorted(os.environ)
-out["uid"] = os.getuid()
-with open("report.jsonl", "a") as f:
-    f.write(nonce + " " + json.dumps({"stage": "bare", **out}) + "\\n")
-"""
+def test_every_mbpp_test_split_gold_program_passes() -> None:
+    """All 500 reference solutions of MBPP's test split (task ids 11-510), as an unsandboxed
+    `python -c` passes them: objects built by the tests' setup code (MBPP 367's trees), a
+    Counter compared with a dict (40, 88), a task function named `sum` (126)."""
+    path = shared("mbpp/mbpp.jsonl")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = [r for r in rows if keep(r, "test")]
+    records = [
+        {**convert(r, i, "test", f"{path}:{i}"), "completion": r["code"]}
+        for i, r in enumerate(rows)
+    ]
+    scores = _judge(records)
+    failed = [(r["id"], v["reason"]) for r, (s, v) in zip(records, scores, strict=True) if s != 1]
+    assert len(records) == 500 and failed == []
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the OS layer (namespaces, uid drop) needs root")
-def test_the_os_layer_holds_without_the_audit_hook(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Defence in depth: a harness with no hook attacks directly; namespaces, the uid drop
-    and rlimits still stop it."""
-    canary = tmp_path / "canary.txt"
-    canary.write_text("intact")
-    bare = tmp_path / "bare_harness.py"
-    bare.write_text(BARE_HARNESS.replace("CANARY", repr(str(canary))))
-    monkeypatch.setattr(sandbox_mod, "HARNESS", bare)
-    box = Sandbox(workers=1, timeout=10)
-    captured: dict = {}
-    original = sandbox_mod._read_reports
+def test_values_cross_as_plain_data() -> None:
+    cases = {
+        "from collections import Counter\ndef f(x):\n    return Counter(x)": (
+            "assert f('aab') == {'a': 2, 'b': 1}",
+            1.0,
+        ),
+        "def f(x):\n    return (i * 2 for i in range(x))": ("assert list(f(3)) == [0, 2, 4]", 1.0),
+        "def f():\n    return {(1, 2): {3}, 'k': [b'x', 1.5, None, 2**80, float('inf')]}": (
+            "assert f() == {(1, 2): {3}, 'k': [b'x', 1.5, None, 2**80, float('inf')]}",
+            1.0,
+        ),
+        "def f(x):\n    raise ValueError('no')": (
+            "try:\n    f(1)\nexcept ValueError as e:\n    assert str(e) == 'no'\nelse:\n"
+            "    assert False",
+            1.0,
+        ),
+        "class P:\n    def __init__(self, v):\n        self.v = v\n"
+        "def total(ps):\n    return sum(p.v for p in ps)": (
+            "a = P(2)\nb = P(3)\na.v = 4\nassert total([a, b]) == 7 and a.v == 4",
+            1.0,
+        ),
+        "class P:\n    pass\ndef f():\n    return P()": ("assert f() != 1", 0.0),
+        "def sum(a, b):\n    return a + b": ("assert sum(2, 3) == 5", 1.0),
+        "def len(x):\n    return 3\ndef f(x):\n    return [x]": ("assert len(f(1)) == 3", 0.0),
+        "def f(x):\n    return lambda y: x + y": ("assert f(1)(2) == 3", 1.0),
+    }
+    records = [{"completion": c, "reference": t} for c, (t, _) in cases.items()]
+    scores = _judge(records)
+    got = [s for s, _ in scores]
+    assert got == [want for _, want in cases.values()], list(zip(got, scores, strict=True))
+    assert "redefines len" in scores[7][1]["reason"]
+    assert "not plain data" in scores[5][1]["reason"]
 
-    def keep(path: Path, nonce: str) -> list:
-        captured["events"] = original(path, nonce)
-        return captured["events"]
 
-    monkeypatch.setattr(sandbox_mod, "_read_reports", keep)
-    try:
-        box.run("", [])
-    finally:
-        box.close()
-    (event,) = captured["events"]
-    assert "Read-only file system" in event["write_tmp"], event
-    # the uid drop or the read-only mount, whichever the path meets first
-    assert any(e in event["write_canary"] for e in ("Read-only file system", "Permission denied"))
-    assert "Network is unreachable" in event["socket"], event
-    assert "Operation not permitted" in event["kill_parent"], event
-    assert "Resource temporarily unavailable" in event["fork_1000"], event
-    assert event["uid"] >= SANDBOX_UID_BASE
-    assert "OPENAI_API_KEY" not in event["env"]
-    assert canary.read_text() == "intact" and not Path("/tmp/rlctl-bare-pwned").exists()
+def test_output_is_bounded_and_masked() -> None:
+    key = "sk-proj-" + "a1b2c3d4" * 4
+    ((reward, verdict),) = _judge(
+        [{"completion": f"print('x' * 100000)\nprint('{key}')", "reference": "assert False"}]
+    )
+    assert reward == 0.0 and len(verdict["output"]) <= 2000
+    assert key not in verdict["output"] and verdict["output"].endswith("***")

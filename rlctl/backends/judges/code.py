@@ -38,9 +38,15 @@ def _strip_fence(code: str) -> str:
 
 class CodeJudge:
     def __init__(
-        self, workers: int | None = None, timeout: float = 5.0, memory_mb: int = 1024
+        self,
+        workers: int | None = None,
+        timeout: float = 5.0,
+        memory_mb: int = 1024,
+        audit_hook: bool = True,
     ) -> None:
-        self.sandbox = Sandbox(workers=workers, timeout=timeout, memory_mb=memory_mb)
+        self.sandbox = Sandbox(
+            workers=workers, timeout=timeout, memory_mb=memory_mb, audit_hook=audit_hook
+        )
         self.name = "code"
 
     def score(self, records: Sequence[dict[str, Any]]) -> list[Score]:
