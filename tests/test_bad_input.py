@@ -5,6 +5,7 @@ weight) used to run to "ok"."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import orjson
@@ -51,6 +52,16 @@ CASES = [
     ("sql ' ; '", "no SQL given"),
     ("data pull gsm8k --sample -c bomb.yaml", "expands to more than 100,000 values"),
     ("data pull gsm8k --sample --set 'x=[*a]'", "--set"),
+    # records that parse but should not pass
+    ("judge -i nanref.parquet --judge math", "got NaN"),
+    ("judge -i infref.parquet --judge math", "got Infinity"),
+    ("judge -i big.jsonl --judge math", "'meta.n': integer 1180591620717411303424"),
+    ("judge -i dup.jsonl --judge math --pairs", "id 'a' names two different prompts"),
+    ("judge -i pairs.jsonl --judge math", "this is a pair record"),
+    # store paths that are not directories
+    ("--store afile runs ls", "is not a directory"),
+    ("--store afile/x sql 'select 1'", "cannot create it (Not a directory)"),
+    ("--store /proc/rlctl-store runs ls", "cannot create it"),
 ]
 
 
@@ -69,6 +80,7 @@ def test_bad_values_are_one_line_and_exit_2(
     for prev, name in zip("abcde", "bcdef", strict=True):
         bomb.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 10)}]")
     (tmp_path / "bomb.yaml").write_text("\n".join(bomb) + "\n")
+    _record_files(tmp_path)
     r = rlctl(shell=f"$RLCTL {cmd}")
     err = r.stderr.decode().strip().splitlines()
     assert r.returncode == 2, r.stderr.decode()
@@ -76,3 +88,38 @@ def test_bad_values_are_one_line_and_exit_2(
     assert named in err[0] and "Traceback" not in r.stderr.decode()
     ok = [p for p in (store / "runs").glob("*/run.json") if b'"status": "ok"' in p.read_bytes()]
     assert not ok  # nothing ran to "ok" on a bad value
+
+
+def _record_files(d: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    p = {"id": "a", "messages": [{"role": "user", "content": "2+2?"}], "completion": "4"}
+    for name, value in (("nanref", float("nan")), ("infref", float("inf"))):
+        rows = [{**p, "sample": 0, "reference": 4.0}, {**p, "sample": 1, "reference": value}]
+        pq.write_table(pa.Table.from_pylist(rows), d / f"{name}.parquet")
+    big = {**p, "sample": 0, "reference": "4", "meta": {"n": 2**70}}
+    (d / "big.jsonl").write_text(json.dumps(big) + "\n")
+    other = {**p, "messages": [{"role": "user", "content": "3+3?"}], "sample": 1}
+    dup = [{**p, "sample": 0, "reference": "4"}, {**other, "reference": "6"}]
+    (d / "dup.jsonl").write_text("".join(json.dumps(r) + "\n" for r in dup))
+    (d / "afile").write_text("not a store")
+
+
+def test_a_damaged_run_json_is_listed_not_fatal(rlctl: Runner, store: Path) -> None:
+    """A hand-edited run.json used to take `sql`, `runs ls` and `store rebuild` down (a wrong
+    type) or vanish without a word (not JSON)."""
+    for _ in range(3):
+        assert rlctl("data", "pull", "gsm8k", "--sample", "--limit", "1").returncode == 0
+    a, b, _ = sorted((store / "runs").iterdir())
+    (a / "run.json").write_text("{torn")
+    run = json.loads((b / "run.json").read_text())
+    (b / "run.json").write_text(json.dumps({**run, "started_at": 12345}))
+    for cmd in (("store", "rebuild"), ("runs", "ls"), ("sql", "select 1")):
+        r = rlctl(*cmd)
+        assert r.returncode == 0, (cmd, r.stderr.decode())
+    r = rlctl("sql", "select run_id, status, error from runs order by run_id", "--json")
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x["status"] for x in rows] == ["damaged", "damaged", "ok"]
+    assert "not valid JSON" in rows[0]["error"] and str(a / "run.json") in rows[0]["error"]
+    assert "'started_at' has the wrong type" in rows[1]["error"]

@@ -16,6 +16,12 @@ what they read, and an error names the file, the line and the field, e.g.
 
     rlctl: error: rollouts.jsonl:17: field 'completion': expected a string, got an integer; ...
 
+Numbers must be finite (a NaN or Infinity, possible in Parquet, is refused: a NaN reward
+compares false both ways and would make a pair's chosen and rejected the same sample), and
+integers must fit in 64 bits anywhere in a record, `meta` included (a larger one would become a
+rounded DOUBLE in SQL; write it as a string). A pair record fed where prompts or rollouts are
+expected is refused by name, since its `prompt` would otherwise pass for a prompt.
+
 Every record a stage emits carries `run_id`, the run that wrote it, so lineage survives a pipe:
 `rlctl sql "SELECT * FROM lineage"` shows which run read which.
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import glob
 import gzip
 import io
+import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -131,7 +133,11 @@ class RecordReader:
                     continue
                 try:
                     rec = orjson.loads(line)
-                except orjson.JSONDecodeError as e:
+                    if _LONG_DIGITS.search(line):
+                        # orjson reads an integer past 64 bits as a rounded float; the
+                        # standard parser keeps it exact, so validation can refuse it
+                        rec = json.loads(line)
+                except (orjson.JSONDecodeError, ValueError) as e:
                     raise BadInput(f"{name}:{lineno}: {_json_problem(line, e)}") from e
                 if not isinstance(rec, dict):
                     raise BadInput(
@@ -146,6 +152,9 @@ class RecordReader:
         finally:
             if src != STDIN:
                 stream.close()
+
+
+_LONG_DIGITS = re.compile(rb"\d{19}")
 
 
 def _maybe_gunzip(f: IO[bytes]) -> IO[bytes]:

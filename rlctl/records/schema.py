@@ -6,6 +6,7 @@ One table of fields serves three readers: validation (what a stage accepts), the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,11 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """Finite only: a NaN reward compares unequal to itself, so it would pick pairs at random
+    (chosen == rejected) and poison every average it enters."""
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _is_bool(v: Any) -> bool:
@@ -336,6 +341,9 @@ def validate(record: Any, k: Kind) -> tuple[str, str] | None:
     """Return (field, problem) for the first thing wrong with `record`, or None when valid."""
     if not isinstance(record, dict):
         return "", f"expected a JSON object, got {_type_name(record)}"
+    if k.name != "pair" and "chosen" in record and "rejected" in record:
+        # a pair has a `prompt` too, so it would pass as a prompt and be sampled as one
+        return "", f"this is a pair record (it has chosen and rejected), not a {k.name} record"
     for f in k.fields:
         if f.name not in record:
             if f.required:
@@ -348,12 +356,35 @@ def validate(record: Any, k: Kind) -> tuple[str, str] | None:
             return f.name, f"expected {f.expected}, got {_type_name(value)}"
     if k.one_of and not any(record.get(n) is not None for n in k.one_of):
         return "/".join(k.one_of), f"missing: a {k.name} record needs one of them"
+    return _oversized_int(record, "")
+
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _oversized_int(value: Any, where: str) -> tuple[str, str] | None:
+    """An integer past 64 bits turns into a rounded DOUBLE (or breaks the view) in DuckDB."""
+    if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
+        return where, f"integer {str(value)[:30]}... does not fit in 64 bits; write it as a string"
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if isinstance(item, (int, dict, list)):
+            found = _oversized_int(item, f"{where}.{key}" if where else str(key))
+            if found:
+                return found
     return None
 
 
 def _type_name(v: Any) -> str:
     if v is None:
         return "null"
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v).replace("inf", "Infinity").replace("nan", "NaN")
     names = {bool: "a boolean", str: "a string", int: "an integer", float: "a number"}
     names |= {list: "a list", dict: "an object"}
     for t, n in names.items():

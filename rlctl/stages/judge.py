@@ -7,10 +7,14 @@ any input; pairs keep only the best and worst sample per prompt.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import orjson
+
 from rlctl.backends.judges import WeightedJudge
+from rlctl.errors import BadInput
 
 DEFAULTS: dict[str, Any] = {
     "judge": ["math"],
@@ -48,12 +52,28 @@ class PairCollector:
         self._best: dict[Any, dict[str, Any]] = {}
         self._worst: dict[Any, dict[str, Any]] = {}
         self._n: dict[Any, int] = {}
+        self._prompt: dict[Any, int] = {}
         self.ties = 0
 
     def add(self, rec: dict[str, Any]) -> None:
-        if rec.get("reward") is None:
+        reward = rec.get("reward")
+        if reward is None:
             return
         key = rec["id"]
+        if isinstance(reward, bool) or not isinstance(reward, (int, float)):
+            raise BadInput(f"id {key!r}: reward {reward!r} is not a number; pairs need rewards")
+        if not math.isfinite(reward):
+            # NaN compares false both ways: the same sample would be chosen and rejected
+            raise BadInput(
+                f"id {key!r} sample {rec.get('sample')}: reward is {reward}, not a finite "
+                "number; fix or drop the record before --pairs"
+            )
+        prompt = hash(orjson.dumps(rec.get("messages") or rec.get("prompt")))
+        if self._prompt.setdefault(key, prompt) != prompt:
+            raise BadInput(
+                f"id {key!r} names two different prompts; --pairs groups samples by id, so "
+                "give each prompt its own id (e.g. `data pull` ids, or prefix them by source)"
+            )
         self._n[key] = self._n.get(key, 0) + 1
         if key not in self._best or rec["reward"] > self._best[key]["reward"]:
             self._best[key] = rec

@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +94,52 @@ class QueryResult:
     columns: list[str]
     types: list[str]
     rows: list[tuple[Any, ...]]
+
+
+_RUN_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "run_id": (str,),
+    "command": (str,),
+    "status": (str,),
+    "duration_s": (int, float),
+    "host": (str,),
+    "pid": (int,),
+    "seed": (int,),
+    "error": (str,),
+    "cwd": (str,),
+    "git": (dict,),
+    "artifacts": (list,),
+    "inputs": (list,),
+    "started_at": (str,),
+    "ended_at": (str,),
+}
+
+
+def _damage(run: Any, rid: str, path: Path) -> str | None:
+    """Why a run.json cannot be indexed as it is, or None. Checked field by field so that a
+    hand-edited file is named instead of failing every query of the store."""
+    fix = f"fix or remove {path}"
+    if run is None:
+        return f"run.json is not valid JSON; {fix}"
+    if not isinstance(run, dict):
+        return f"run.json is not a JSON object; {fix}"
+    for name, types in _RUN_FIELD_TYPES.items():
+        value = run.get(name)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            return f"run.json field {name!r} has the wrong type ({type(value).__name__}); {fix}"
+    if run.get("run_id") != rid:
+        return f"run.json says run_id {run.get('run_id')!r}, its folder is {rid}; {fix}"
+    for name in ("started_at", "ended_at"):
+        if run.get(name):
+            try:
+                datetime.fromisoformat(run[name])
+            except ValueError:
+                return f"run.json field {name!r} is not a timestamp; {fix}"
+    for name in ("artifacts", "inputs"):
+        if not all(isinstance(x, dict) for x in run.get(name) or []):
+            return f"run.json field {name!r} holds something that is not an object; {fix}"
+    if not all(isinstance(a.get("path"), str) for a in run.get("artifacts") or []):
+        return f"run.json has an artifact without a path; {fix}"
+    return None
 
 
 def _timestamp(value: str | None) -> str | None:
@@ -232,8 +279,13 @@ class Index:
             if unchanged and old[0] != "running":
                 continue
             run = self.store.read_run(rid)
-            if run is None:
+            damage = _damage(run, rid, path)
+            if damage:
+                # one bad file must not take the store down, nor vanish from it
+                log.warning("run %s: %s; it is listed with status 'damaged'", rid, damage)
+                fresh.append(({"run_id": rid, "status": "damaged", "error": damage}, st))
                 continue
+            assert run is not None
             reason = death_reason(run, self.store.run_dir(rid))
             if reason:
                 run = self._mark_interrupted(run, reason)

@@ -55,8 +55,13 @@ class Store:
     @classmethod
     def open(cls, cli_value: str | Path | None = None) -> Store:
         root = resolve_root(cli_value)
+        fix = f"pass --store DIR or set {STORE_ENV}"
         if root.exists() and not root.is_dir():
-            raise BadInput(f"store {root} is not a directory; pass --store DIR or set {STORE_ENV}")
+            raise BadInput(f"store {root} is not a directory; {fix}")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # under a file, under /proc, read-only, no permission
+            raise BadInput(f"store {root}: cannot create it ({e.strerror}); {fix}") from None
         return cls(root)
 
     @property
