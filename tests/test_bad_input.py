@@ -5,7 +5,12 @@ weight) used to run to "ok"."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import orjson
@@ -62,13 +67,52 @@ CASES = [
     ("--store afile runs ls", "is not a directory"),
     ("--store afile/x sql 'select 1'", "cannot create it (Not a directory)"),
     ("--store /proc/rlctl-store runs ls", "cannot create it"),
+    # a record of the wrong kind, to every stage that reads records
+    ("rollout -i pairs.jsonl --model TINY -n 1", "this is a pair record"),
+    ("eval gsm8k --model TINY --data pairs.jsonl --limit 1", "a pair record, not a prompt"),
+    ("compare-logprobs -i pairs.jsonl --model TINY", "this is a pair record"),
+    ("train dpo -i p.jsonl --model TINY --max-steps 1", "field 'chosen': missing"),
+    ("data pull gsm8k --from pairs.jsonl", "field 'question': missing"),
+    # models: truncated weights name the file
+    ("rollout -i p.jsonl --model TRUNC -n 1", "model.safetensors is truncated"),
+    (
+        "train sft -i p.jsonl --model TRUNC --target meta.solution --max-steps 1",
+        "model.safetensors is truncated",
+    ),
+    ("rollout -i p.jsonl --model NOSHARD -n 1", "model-00002-of-00002.safetensors"),
+    # input files that cannot be read as records
+    ("judge -i missing.jsonl --judge math", "missing.jsonl: no such file"),
+    ("judge -i adir --judge math", "adir: is a directory"),
+    ("judge -i '*.nomatch' --judge math", "no file matches"),
+    ("judge -i empty.jsonl --judge math", "no records"),
+    ("judge -i bin.jsonl --judge math", "not UTF-8"),
+    ("judge -i trunc.jsonl.gz --judge math", "is the gzip complete"),
+    ("judge -i /proc/self/mem --judge math", "/proc/self/mem: cannot read it"),
+    # unknown names and malformed configs
+    ("judge -i p.jsonl --judge nosuch", "unknown judge"),
+    ("train grpo -i p.jsonl --model TINY --reward nosuch", "unknown judge"),
+    ("judge -i p.jsonl --judge llm", "needs --base-url"),
+    ("data pull nosuch", "unknown dataset 'nosuch'"),
+    ("data pull gsm8k --from missing.jsonl", "--from missing.jsonl: no such file"),
+    ("eval nosuchtask --model TINY", "no task 'nosuchtask'"),
+    ("runs show NOSUCH", "no run 'NOSUCH'"),
+    ("sql 'selec 1'", "SQL error"),
+    ("judge -i p.jsonl --judge math -c missing.yaml", "config file not found"),
+    ("judge -i p.jsonl --judge math -c unclosed.yaml", "unclosed.yaml:2: invalid YAML"),
+    ("judge -i p.jsonl --judge math -c list.yaml", "must be a mapping"),
+    ("judge -i p.jsonl --judge math --set limit", "expected KEY=VALUE"),
 ]
 
 
 @pytest.mark.parametrize(("cmd", "named"), CASES, ids=[c for c, _ in CASES])
 def test_bad_values_are_one_line_and_exit_2(
-    rlctl: Runner, store: Path, tmp_path: Path, cmd: str, named: str
+    rlctl: Runner, store: Path, tmp_path: Path, tiny_model: Path, cmd: str, named: str
 ) -> None:
+    assert len(CASES) >= 60
+    cmd = cmd.replace("TINY", str(tiny_model))
+    if "TRUNC" in cmd or "NOSHARD" in cmd:
+        cmd = cmd.replace("TRUNC", str(_truncated(tiny_model, tmp_path)))
+        cmd = cmd.replace("NOSHARD", str(_missing_shard(tiny_model, tmp_path)))
     prompt = {"id": "a", "messages": [{"role": "user", "content": "2+2?"}], "reference": "4"}
     prompt["meta"] = {"solution": "2 + 2 = 4\n#### 4"}
     (tmp_path / "p.jsonl").write_bytes(orjson.dumps(prompt) + b"\n")
@@ -90,6 +134,22 @@ def test_bad_values_are_one_line_and_exit_2(
     assert not ok  # nothing ran to "ok" on a bad value
 
 
+def _truncated(model: Path, d: Path) -> Path:
+    out = d / "trunc"
+    shutil.copytree(model, out)
+    weights = out / "model.safetensors"
+    os.truncate(weights, weights.stat().st_size // 2)
+    return out
+
+
+def _missing_shard(model: Path, d: Path) -> Path:
+    out = d / "noshard"
+    shutil.copytree(model, out)
+    index = {"weight_map": {"a": "model.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index))
+    return out
+
+
 def _record_files(d: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -104,6 +164,12 @@ def _record_files(d: Path) -> None:
     dup = [{**p, "sample": 0, "reference": "4"}, {**other, "reference": "6"}]
     (d / "dup.jsonl").write_text("".join(json.dumps(r) + "\n" for r in dup))
     (d / "afile").write_text("not a store")
+    (d / "adir").mkdir()
+    (d / "empty.jsonl").write_text("")
+    (d / "bin.jsonl").write_bytes(b"\x00\x01\x02\n")
+    (d / "trunc.jsonl.gz").write_bytes(gzip.compress(b'{"id": "a"}\n' * 100)[:20])
+    (d / "unclosed.yaml").write_text("limit: [1, 2\n")
+    (d / "list.yaml").write_text("- 1\n- 2\n")
 
 
 def test_a_damaged_run_json_is_listed_not_fatal(rlctl: Runner, store: Path) -> None:
@@ -123,3 +189,51 @@ def test_a_damaged_run_json_is_listed_not_fatal(rlctl: Runner, store: Path) -> N
     assert [x["status"] for x in rows] == ["damaged", "damaged", "ok"]
     assert "not valid JSON" in rows[0]["error"] and str(a / "run.json") in rows[0]["error"]
     assert "'started_at' has the wrong type" in rows[1]["error"]
+
+
+def test_an_unreadable_input_file_is_named(tmp_path: Path) -> None:
+    """Not a traceback from deep inside a stage: the file and the reason, exit 2. As root
+    nothing is unreadable, so the CLI runs in a forked child whose filesystem uid is nobody
+    (which drops root's permission override), after one warm-up run has loaded its modules."""
+    import ctypes
+
+    from rlctl.cli import run
+
+    shared_dir = Path(tempfile.mkdtemp())
+    try:
+        shared_dir.chmod(0o777)
+        prompt = {"id": "a", "messages": [{"role": "user", "content": "2+2?"}], "reference": "4"}
+        ok, secret = shared_dir / "ok.jsonl", shared_dir / "secret.jsonl"
+        for f in (ok, secret):
+            f.write_bytes(orjson.dumps({**prompt, "completion": "4"}) + b"\n")
+        secret.chmod(0)
+        store = shared_dir / "store"
+        argv = ["--store", str(store), "judge", "--judge", "math", "-o", str(shared_dir / "o")]
+        with pytest.raises(SystemExit) as warm:  # loads every module the command needs
+            run([*argv, "-i", str(ok)])
+        assert warm.value.code in (0, None)
+        store.chmod(0o777)
+        for d in store.rglob("*"):
+            d.chmod(0o777)
+        err = tmp_path / "stderr"
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child reports through its exit code and stderr)
+            code = 3
+            try:
+                fd = os.open(err, os.O_WRONLY | os.O_CREAT, 0o666)
+                sys.stderr = os.fdopen(fd, "w", buffering=1)
+                if os.geteuid() == 0:
+                    ctypes.CDLL(None).setfsuid(65534)
+                run([*argv, "-i", str(secret)])
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        lines = err.read_text().strip().splitlines()
+        assert os.WEXITSTATUS(status) == 2, lines
+        assert lines == [
+            f"rlctl: error: {secret}: cannot read it (Permission denied); check its permissions"
+        ]
+    finally:
+        shutil.rmtree(shared_dir, ignore_errors=True)

@@ -60,6 +60,11 @@ def expand_sources(sources: Sequence[str | Path]) -> list[str]:
         elif not Path(s).exists():
             raise BadInput(f"{s}: no such file")
         else:
+            try:
+                with open(s, "rb") as f:
+                    f.read(1)
+            except OSError as e:
+                raise BadInput(f"{s}: cannot read it ({e.strerror}); check its permissions") from e
             out.append(s)
     return out
 

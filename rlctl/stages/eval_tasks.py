@@ -33,10 +33,15 @@ def _user_text(rec: dict[str, Any]) -> str:
 
 def _gsm8k_doc(rec: dict[str, Any]) -> dict[str, Any]:
     meta = rec.get("meta") or {}
-    return {
-        "question": _user_text(rec),
-        "answer": meta.get("solution") or f"#### {rec['reference']}",
-    }
+    answer = meta.get("solution") or (
+        f"#### {rec['reference']}" if rec.get("reference") is not None else None
+    )
+    if answer is None:
+        raise BadInput(
+            f"record {rec.get('id', '?')}: a GSM8K prompt record needs a reference (or "
+            "meta.solution) to be scored; pull it with 'rlctl data pull gsm8k'"
+        )
+    return {"question": _user_text(rec), "answer": answer}
 
 
 def _mbpp_doc(rec: dict[str, Any]) -> dict[str, Any]:
@@ -147,6 +152,11 @@ def to_docs(task: TaskInfo, records: Iterable[dict[str, Any]]) -> Iterable[dict[
         if adapter is None or all(c in rec for c in adapter.columns):
             yield rec
             continue
+        if "chosen" in rec and "rejected" in rec:
+            raise BadInput(
+                f"record {rec.get('id', '?')}: a pair record, not a prompt record; eval "
+                f"--data takes {task.name}'s own file or 'rlctl data pull {adapter.source}'"
+            )
         if "messages" not in rec and "prompt" not in rec:
             need = ", ".join(adapter.columns)
             raise BadInput(
