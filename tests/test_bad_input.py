@@ -88,6 +88,7 @@ CASES = [
     ("judge -i bin.jsonl --judge math", "not UTF-8"),
     ("judge -i trunc.jsonl.gz --judge math", "is the gzip complete"),
     ("judge -i /proc/self/mem --judge math", "/proc/self/mem: cannot read it"),
+    ("judge -i nulls.jsonl --judge math", "got a list holding null"),
     # unknown names and malformed configs
     ("judge -i p.jsonl --judge nosuch", "unknown judge"),
     ("train grpo -i p.jsonl --model TINY --reward nosuch", "unknown judge"),
@@ -170,6 +171,7 @@ def _record_files(d: Path) -> None:
     (d / "trunc.jsonl.gz").write_bytes(gzip.compress(b'{"id": "a"}\n' * 100)[:20])
     (d / "unclosed.yaml").write_text("limit: [1, 2\n")
     (d / "list.yaml").write_text("- 1\n- 2\n")
+    (d / "nulls.jsonl").write_text(json.dumps({**p, "sample": 0, "messages": [None]}) + "\n")
 
 
 def test_a_damaged_run_json_is_listed_not_fatal(rlctl: Runner, store: Path) -> None:

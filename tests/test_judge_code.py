@@ -4,11 +4,14 @@ programs: test_judge_code_hostile.py)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import orjson
 
 from rlctl.backends.judges.code import CodeJudge, extract_code
+from rlctl.backends.judges.sandbox import Sandbox
 from rlctl.data import SAMPLES
 from rlctl.stages.sources.mbpp import convert, keep
 from tests.conftest import Runner, jsonl, shared
@@ -141,3 +144,18 @@ def test_output_is_bounded_and_masked() -> None:
     )
     assert reward == 0.0 and len(verdict["output"]) <= 2000
     assert key not in verdict["output"] and verdict["output"].endswith("***")
+
+
+def test_a_dead_fork_server_is_replaced() -> None:
+    """A server killed between programs (OOM killer, a stray kill) costs one restart, not
+    the judge run, and its worker's cgroup keeps working."""
+    box = Sandbox(workers=1, timeout=5.0)
+    try:
+        assert box.run("def f():\n    return 1", ["assert f() == 1"]).passed
+        (slot,) = box._slots
+        os.killpg(slot.proc.pid, signal.SIGKILL)
+        slot.proc.wait()
+        again = box.run("def f():\n    return 2", ["assert f() == 2"])
+        assert again.passed, again.reason
+    finally:
+        box.close()

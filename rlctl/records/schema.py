@@ -390,6 +390,9 @@ def _type_name(v: Any) -> str:
     for t, n in names.items():
         if type(v) is t:
             if t is list and v and not all(isinstance(x, dict) for x in v):
-                return f"a list of {_type_name(v[0]).split(' ', 1)[1]}s"
+                first = _type_name(v[0])
+                if " " not in first:  # null, NaN, Infinity
+                    return f"a list holding {first}"
+                return f"a list of {first.split(' ', 1)[1]}s"
             return n
     return type(v).__name__

@@ -221,6 +221,9 @@ class _Slot:
                 ours.close()
                 status = self._ended(pid, deadline)
                 passed, reason, n, failed = False, _exit_reason(status), 0, None
+        except BaseException:
+            out.close()
+            raise
         finally:
             ours.close()
             if status is None and pid is not None:
@@ -262,7 +265,7 @@ class _Slot:
             while "done" not in self._recv(time.monotonic() + 5):
                 pass
         except (SandboxError, ValueError):
-            self.close()
+            self._stop_server()  # the next program starts a fresh one; the cgroup stays
         if self.cgroup:
             self.cgroup.kill_all()
         elif self.cfg["uid"] is not None:
@@ -290,6 +293,11 @@ class _Slot:
         return ""
 
     def close(self) -> None:
+        self._stop_server()
+        if self.cgroup:
+            self.cgroup.remove()
+
+    def _stop_server(self) -> None:
         if self.proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -299,8 +307,6 @@ class _Slot:
         if self.ctrl is not None:
             self.ctrl.close()
             self.ctrl = None
-        if self.cgroup:
-            self.cgroup.remove()
 
 
 class _Channel:
