@@ -2,7 +2,8 @@
 
 It judges by rule, so outcomes are known: a response containing GOOD rates 9, any other rates
 2; in pairwise prompts the response with GOOD wins, and when neither (or both) has it the
-server says A, a deliberate position bias that the judge's order swapping must cancel.
+server says A, a deliberate position bias that the judge's order swapping must cancel. A
+request containing GARBLE gets a reply with no verdict in it.
 `faults` are HTTP statuses returned, in order, before any real answer.
 """
 
@@ -72,6 +73,8 @@ class ChatServer:
 
     @staticmethod
     def answer(user: str) -> str:
+        if "GARBLE" in user:  # a judge reply with no verdict line in it
+            return "I would rather not pick one of these."
         if "[Response A]" in user:
             a = user.split("[Response A]", 1)[1].split("[Response B]", 1)[0]
             b = user.split("[Response B]", 1)[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 
@@ -11,13 +12,17 @@ from rlctl.cli.common import (
     command_name,
     config_options,
     emit,
+    endpoint_options,
     get_store,
     input_option,
+    link_model,
     open_inputs,
     output_option,
     progress,
     resolve_config,
+    resolve_endpoint,
 )
+from rlctl.errors import BadInput
 from rlctl.store import Run
 
 log = logging.getLogger("rlctl")
@@ -65,13 +70,25 @@ or any importable TRL reward function as module:function. See docs/judges.md.
     help="code: wall-clock seconds per program [5].",
 )
 @click.option("--memory-mb", type=int, help="code: address-space limit per program [1024].")
-@click.option("--base-url", help="llm: OpenAI-compatible endpoint [$OPENAI_BASE_URL].")
 @click.option("--model", help="llm: judge model name.")
 @click.option(
     "--llm-mode",
-    type=click.Choice(["pointwise", "pairwise"]),
-    help="llm: 1-10 score, or A vs B [pointwise].",
+    type=click.Choice(["pointwise", "pairwise", "samples"]),
+    help="llm: 1-10 score; vs the reference; or the samples of a prompt vs each other [pointwise].",
 )
+@click.option(
+    "--llm-template",
+    metavar="NAME|FILE",
+    help="llm: the judge's prompt: default, hh-helpful, hh-harmless, tldr, or a Jinja file.",
+)
+@click.option(
+    "--llm-constrain",
+    is_flag=True,
+    default=None,
+    help="llm: a vLLM judge may only answer with a verdict line (structured outputs).",
+)
+@click.option("--llm-max-tokens", type=click.IntRange(min=1), help="llm: reply length limit [512].")
+@endpoint_options
 @click.option("--concurrency", type=click.IntRange(min=1), help="llm: requests in flight [8].")
 @click.option("--rm-model", metavar="PATH", help="rm: sequence-classification reward model.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Records per judge batch [64].")
@@ -83,28 +100,59 @@ or any importable TRL reward function as module:function. See docs/judges.md.
 @click.pass_context
 def judge(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_: object) -> None:
     """Score rollout records; judged records are stored, and streamed when piped."""
-    from rlctl.backends.judges import build_all
+    from rlctl.backends.judges import build_all, parse_spec
     from rlctl.stages.judge import DEFAULTS, PairCollector, judge_records
 
     conf = resolve_config(ctx, DEFAULTS)
     store = get_store(ctx)
+    endpoint = None
+    if conf["endpoint"]:
+        if not any(parse_spec(s)[0] == "llm" for s in conf["judge"]):
+            raise BadInput("--endpoint is for --judge llm (the judge model's server)")
+        endpoint = resolve_endpoint(store, conf)
     judges = build_all(conf["judge"], {**conf, "cache_dir": store.root / "cache" / "llm"})
     with Run(store, command_name(ctx), config=conf) as run:
         try:
+            link_model(run, {"backend": "openai"}, endpoint)
+            run.info["judges"] = judges.describe()
             reader = open_inputs(store, run, inputs, "rollout")
             judged = judge_records(progress(reader, "judging"), judges, int(conf["batch_size"]))
             if not conf["pairs"]:
                 n = emit(run, judged, "judged", name="judged", output=output)
                 run.metric("records", n)
-                return
-            collector = PairCollector()
-            n = emit(run, collector.tee(judged), "judged", name="judged", stdout=False)
-            n_pairs = emit(run, collector.pairs(), "pair", name="pairs", output=output)
-            log.info(
-                "%d pairs from %d judged records (%d prompts tied)", n_pairs, n, collector.ties
-            )
-            run.metric("records", n)
-            run.metric("pairs", n_pairs)
-            run.metric("tied_prompts", collector.ties)
+            else:
+                collector = PairCollector()
+                n = emit(run, collector.tee(judged), "judged", name="judged", stdout=False)
+                n_pairs = emit(run, collector.pairs(), "pair", name="pairs", output=output)
+                log.info(
+                    "%d pairs from %d judged records (%d prompts tied)",
+                    n_pairs,
+                    n,
+                    collector.ties,
+                )
+                run.metric("records", n)
+                run.metric("pairs", n_pairs)
+                run.metric("tied_prompts", collector.ties)
+            report_verdicts(run, judges)
         finally:
             judges.close()
+
+
+def report_verdicts(run: Run, judges: Any) -> None:
+    """Unreadable verdicts are null rewards; here they are counted where a researcher looks:
+    the run's metrics and one line on stderr, a loud one when they are most of the verdicts."""
+    for name, value in judges.report().items():
+        run.metric(name, value)
+    for j, _ in judges.judges:
+        if not hasattr(j, "total") or not j.total():
+            continue
+        bad, total = j.report()["unreadable"], j.total()
+        line = f"{j.name}: {bad:g} of {total} verdicts unreadable (null rewards, not ties)"
+        if bad * 2 > total:
+            log.warning(
+                "%s -- MOST of the judge's replies have no verdict line; check the judge "
+                "model and --llm-template",
+                line,
+            )
+        elif bad:
+            log.info("%s", line)

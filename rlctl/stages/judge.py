@@ -27,6 +27,10 @@ DEFAULTS: dict[str, Any] = {
     "base_url": None,
     "model": None,
     "llm_mode": "pointwise",
+    "llm_template": None,
+    "llm_constrain": False,
+    "llm_max_tokens": 512,
+    "endpoint": None,
     "concurrency": 8,
     "rm_model": None,
     "batch_size": 64,
@@ -37,10 +41,39 @@ DEFAULTS: dict[str, Any] = {
 def judge_records(
     records: Iterable[dict[str, Any]], judge: WeightedJudge, batch_size: int = 64
 ) -> Iterator[dict[str, Any]]:
-    it = iter(records)
-    while batch := list(itertools.islice(it, batch_size)):
+    batches = _grouped(records, batch_size) if judge.needs_groups else _batches(records, batch_size)
+    for batch in batches:
         for rec, (reward, verdict) in zip(batch, judge.score(batch), strict=True):
             yield {**rec, "reward": reward, "judge": judge.name, "verdict": verdict}
+
+
+def _batches(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    it = iter(records)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
+
+
+def _grouped(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """Batches of about `size` that never split a prompt's samples (a judge comparing samples
+    needs them together). Samples of one prompt must be adjacent, as `rollout -n` writes them:
+    a prompt id that comes back later would be judged as two groups, so it is refused."""
+    batch: list[dict[str, Any]] = []
+    done: set[Any] = set()
+    for rec in records:
+        key = rec.get("id")
+        if batch and key != batch[-1].get("id"):
+            done.add(batch[-1].get("id"))
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if key in done:
+            raise BadInput(
+                f"id {key!r} comes back after other prompts: sample-vs-sample judging needs "
+                "each prompt's samples together (as `rollout -n` writes them; sort by id)"
+            )
+        batch.append(rec)
+    if batch:
+        yield batch
 
 
 class PairCollector:

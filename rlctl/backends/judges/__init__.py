@@ -67,6 +67,9 @@ def build(name: str, options: dict[str, Any]) -> Judge:
             mode=o.get("llm_mode") or "pointwise",
             concurrency=int(o.get("concurrency") or 8),
             cache_dir=o.get("cache_dir"),
+            template=o.get("llm_template"),
+            constrain=bool(o.get("llm_constrain")),
+            max_tokens=int(o.get("llm_max_tokens") or 512),
         )
     if name == "rm":
         if not o.get("rm_model"):
@@ -104,6 +107,7 @@ class WeightedJudge:
 
     def __init__(self, judges: list[tuple[Judge, float]]) -> None:
         self.judges = judges
+        self.needs_groups = any(getattr(j, "needs_groups", False) for j, _ in judges)
         single = len(judges) == 1 and judges[0][1] == 1.0
         self.name = judges[0][0].name if single else "+".join(f"{j.name}={w:g}" for j, w in judges)
 
@@ -118,6 +122,18 @@ class WeightedJudge:
             decided = [w * r for _, w, (r, _) in parts if r is not None]
             verdict = {name: {**v, "reward": r, "weight": w} for name, w, (r, v) in parts}
             out.append((sum(decided) if decided else None, verdict))
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """Per judge, what the run records about it (a judge without `describe` has none)."""
+        return {j.name: j.describe() for j, _ in self.judges if hasattr(j, "describe")}
+
+    def report(self) -> dict[str, float]:
+        """Per judge counts as `name/count` metrics (unreadable verdicts, position bias)."""
+        out: dict[str, float] = {}
+        for j, _ in self.judges:
+            if hasattr(j, "report"):
+                out |= {f"{j.name}/{k}": v for k, v in j.report().items()}
         return out
 
     def close(self) -> None:

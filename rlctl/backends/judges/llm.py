@@ -4,6 +4,14 @@
 - pairwise: the completion against the record's `reference` answer, asked twice with the two
   positions swapped (the HH / TL;DR win-rate protocol) so position bias cancels: win = 1.0,
   loss = 0.0, and a verdict that flips with the order is a tie, 0.5.
+- samples: every two samples of the same prompt against each other, both orders; a sample's
+  reward is its win rate over its readable comparisons (the β-DPO labs' sample-vs-sample
+  protocol, which needs no reference and feeds `--pairs` directly).
+
+A reply with no readable verdict is a null reward, never a number: it is counted, reported
+as a metric and on stderr, and a run where most verdicts are unreadable says so loudly.
+The user message is a Jinja template (built-in: default, hh-helpful, hh-harmless, tldr; or a
+file); its sha256 is recorded in the run.
 
 Replies are cached in the store (`cache/llm/`), keyed by endpoint, model, messages and sampling
 settings, so re-judging costs nothing. The API key comes from $OPENAI_API_KEY and is never part
@@ -14,15 +22,19 @@ openai client's own retry, which also honours Retry-After).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
+import threading
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from rlctl.backends.judges.base import Score, completion_text
+from rlctl.backends.judges.llm_templates import Template, load_template
 from rlctl.errors import BadInput, RlctlError
 from rlctl.net import reachable
 from rlctl.store.layout import atomic_write_bytes
@@ -36,8 +48,20 @@ PAIRWISE_SYSTEM = (
     "You compare two responses to the same request and decide which one is better: more "
     "correct, more helpful, clearer. End with a line 'Winner: A' or 'Winner: B'."
 )
+MODES = ("pointwise", "pairwise", "samples")
 _RATING = re.compile(r"rating\s*[:=]?\s*\**\s*(\d+(?:\.\d+)?)", re.I)
 _WINNER = re.compile(r"winner\s*[:=]?\s*\**\s*\[?([AB])\b", re.I)
+
+
+def _variables(rec: dict[str, Any], **responses: str) -> dict[str, Any]:
+    """What a template sees (docs/judges.md lists these)."""
+    reference = rec.get("reference")
+    return {
+        "prompt": _prompt_text(rec),
+        "reference": reference if isinstance(reference, str) else None,
+        "id": rec.get("id"),
+        **responses,
+    }
 
 
 def _prompt_text(rec: dict[str, Any]) -> str:
@@ -72,14 +96,18 @@ class LLMJudge:
         max_retries: int = 5,
         timeout: float = 120.0,
         max_tokens: int = 512,
+        template: str | None = None,
+        constrain: bool = False,
     ) -> None:
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
             raise BadInput("--judge llm needs --base-url URL (or $OPENAI_BASE_URL)")
         if not model:
             raise BadInput("--judge llm needs --model NAME (the judge model on that endpoint)")
-        if mode not in ("pointwise", "pairwise"):
-            raise BadInput(f"--llm-mode {mode}: use pointwise or pairwise")
+        if mode not in MODES:
+            raise BadInput(f"--llm-mode {mode}: use {', '.join(MODES)}")
+        wording = "pointwise" if mode == "pointwise" else "pairwise"  # samples compare pairs
+        self.template: Template = load_template(template, wording)
         try:
             from openai import OpenAI
         except ImportError:
@@ -94,7 +122,14 @@ class LLMJudge:
             )
         self.model = model
         self.mode = mode
-        self.params = {"temperature": 0.0, "max_tokens": max_tokens}
+        self.params: dict[str, Any] = {"temperature": 0.0, "max_tokens": max_tokens}
+        if constrain:  # vLLM structured outputs: the reply is exactly one verdict line
+            choice = (
+                [f"Rating: {i}" for i in range(1, 11)]
+                if mode == "pointwise"
+                else ["Winner: A", "Winner: B"]
+            )
+            self.params["extra_body"] = {"structured_outputs": {"choice": choice}}
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.client = OpenAI(
             base_url=self.base_url,
@@ -104,8 +139,11 @@ class LLMJudge:
         )
         self.pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="rlctl-llm")
         self.name = "llm"
+        self.needs_groups = mode == "samples"  # every sample of a prompt in one batch
         self.calls = 0
         self.cache_hits = 0
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
 
     # -- one chat call, cached --------------------------------------------------------------
     def _key(self, messages: list[dict[str, str]]) -> str:
@@ -149,11 +187,14 @@ class LLMJudge:
     def _ask(self, system: str, user: str) -> tuple[str, bool]:
         return self.chat([{"role": "system", "content": system}, {"role": "user", "content": user}])
 
+    def _count(self, **counts: int) -> None:
+        with self._lock:
+            self.counts.update(counts)
+
     def _pointwise(self, rec: dict[str, Any]) -> Score:
         response = completion_text(rec.get("completion"))
-        reply, cached = self._ask(
-            POINTWISE_SYSTEM, f"[Request]\n{_prompt_text(rec)}\n\n[Response]\n{response}"
-        )
+        user = self.template.render(_variables(rec, response=response))
+        reply, cached = self._ask(POINTWISE_SYSTEM, user)
         rating = parse_rating(reply)
         verdict = {
             "model": self.model,
@@ -161,44 +202,114 @@ class LLMJudge:
             "rationale": reply[-1000:],
             "cached": cached,
         }
+        self._count(verdicts=1, unreadable=rating is None)
         if rating is None:
-            return None, {**verdict, "reason": "no rating in the judge's reply"}
+            return None, {**verdict, "outcome": "unreadable", "reason": "no rating in the reply"}
         return rating / 10.0, verdict
+
+    def _compare(self, rec: dict[str, Any], ours: str, theirs: str) -> dict[str, Any]:
+        """`ours` against `theirs`, asked in both orders: win, loss, tie or unreadable."""
+        winners: list[str | None] = []
+        cached_all = True
+        for a, b in ((ours, theirs), (theirs, ours)):
+            user = self.template.render(_variables(rec, response_a=a, response_b=b))
+            reply, cached = self._ask(PAIRWISE_SYSTEM, user)
+            cached_all &= cached
+            winners.append(parse_winner(reply))
+        first, second = winners  # ours was A in the first call and B in the second
+        if first is None or second is None:
+            outcome = "unreadable"
+        elif (first, second) == ("A", "B"):
+            outcome = "win"
+        elif (first, second) == ("B", "A"):
+            outcome = "loss"
+        else:
+            outcome = "tie"  # the same position won twice: position bias, not a preference
+        readable = [w for w in winners if w is not None]
+        self._count(
+            comparisons=1,
+            unreadable=outcome == "unreadable",
+            position_ties=outcome == "tie",
+            first_position_wins=readable.count("A"),
+            readable_calls=len(readable),
+        )
+        return {"outcome": outcome, "winners": winners, "cached": cached_all}
 
     def _pairwise(self, rec: dict[str, Any]) -> Score:
         ours, theirs = completion_text(rec.get("completion")), rec.get("reference")
         if not isinstance(theirs, str) or not theirs:
+            self._count(no_reference=1)
             return None, {"reason": "pairwise needs a reference answer to compare with"}
-        winners = []
-        cached_all = True
-        for a, b in ((ours, theirs), (theirs, ours)):
-            reply, cached = self._ask(
-                PAIRWISE_SYSTEM,
-                f"[Request]\n{_prompt_text(rec)}\n\n[Response A]\n{a}\n\n[Response B]\n{b}",
-            )
-            cached_all &= cached
-            winners.append(parse_winner(reply))
-        # ours was A in the first call and B in the second
-        first, second = winners
-        ours_won = [first == "A", second == "B"]
-        ours_lost = [first == "B", second == "A"]
-        if all(ours_won):
-            reward, outcome = 1.0, "win"
-        elif all(ours_lost):
-            reward, outcome = 0.0, "loss"
-        else:
-            reward, outcome = 0.5, "tie"
-        verdict = {
-            "model": self.model,
-            "outcome": outcome,
-            "winners": winners,
-            "cached": cached_all,
-        }
-        return reward, verdict
+        result = self._compare(rec, ours, theirs)
+        reward = {"win": 1.0, "loss": 0.0, "tie": 0.5}.get(result["outcome"])
+        return reward, {"model": self.model, **result}
+
+    def _samples(self, records: Sequence[dict[str, Any]]) -> list[Score]:
+        groups: dict[Any, list[int]] = {}
+        for i, r in enumerate(records):
+            groups.setdefault(r.get("id"), []).append(i)
+        jobs = [
+            (i, j) for members in groups.values() for i, j in itertools.combinations(members, 2)
+        ]
+        texts = [completion_text(r.get("completion")) for r in records]
+        results = list(
+            self.pool.map(lambda ij: self._compare(records[ij[0]], *(texts[k] for k in ij)), jobs)
+        )
+        tally = [Counter() for _ in records]
+        opponents: list[list[Any]] = [[] for _ in records]
+        for (i, j), res in zip(jobs, results, strict=True):
+            flip = {"win": "loss", "loss": "win"}.get(res["outcome"], res["outcome"])
+            tally[i][res["outcome"]] += 1
+            tally[j][flip] += 1
+            opponents[i].append(records[j].get("sample"))
+            opponents[j].append(records[i].get("sample"))
+        out: list[Score] = []
+        for i, t in enumerate(tally):
+            decided = t["win"] + t["loss"] + t["tie"]
+            verdict = {
+                "model": self.model,
+                "mode": "samples",
+                **{k: t[k] for k in ("win", "loss", "tie", "unreadable")},
+                "opponents": opponents[i],
+            }
+            if not opponents[i]:
+                self._count(alone=1)
+                out.append((None, {**verdict, "reason": "the only sample of its prompt"}))
+            elif not decided:
+                out.append((None, {**verdict, "reason": "every comparison was unreadable"}))
+            else:
+                out.append(((t["win"] + 0.5 * t["tie"]) / decided, verdict))
+        return out
 
     def score(self, records: Sequence[dict[str, Any]]) -> list[Score]:
+        if self.mode == "samples":
+            return self._samples(records)
         fn = self._pointwise if self.mode == "pointwise" else self._pairwise
         return list(self.pool.map(fn, records))
+
+    def describe(self) -> dict[str, Any]:
+        """What the run records: which judge, which prompt (by content)."""
+        return {
+            "model": self.model,
+            "mode": self.mode,
+            "template": self.template.name,
+            "template_sha256": self.template.sha256,
+        }
+
+    def report(self) -> dict[str, float]:
+        """Counts for the run's metrics: unreadable verdicts and the judge's position bias."""
+        c = self.counts
+        out: dict[str, float] = {"unreadable": c["unreadable"]}
+        if self.mode == "pointwise":
+            out["verdicts"] = c["verdicts"]
+        else:
+            out |= {"comparisons": c["comparisons"], "position_ties": c["position_ties"]}
+            if c["readable_calls"]:
+                out["first_position_rate"] = c["first_position_wins"] / c["readable_calls"]
+        return out
+
+    def total(self) -> int:
+        return self.counts["verdicts"] if self.mode == "pointwise" else self.counts["comparisons"]
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
