@@ -166,3 +166,101 @@ def test_judge_refuses_prompt_records(rlctl: Runner) -> None:
     r = rlctl(shell="$RLCTL data pull gsm8k --sample --limit 2 | $RLCTL judge --judge math")
     assert r.returncode == 2
     assert "<stdin>:1: field 'completion': missing" in r.stderr.decode()
+
+
+MIXED = [
+    {
+        "id": "gsm8k/1",
+        "source": "gsm8k",
+        "prompt": "Tom has 3 apples and buys 4. How many?",
+        "completion": "3 + 4 = 7\n#### 7",
+        "reference": "7",
+        "sample": 0,
+    },
+    {
+        "id": "mbpp/1",
+        "source": "mbpp",
+        "prompt": "Write add(a, b).",
+        "completion": "```python\ndef add(a, b):\n    return a + b  # 1\n```",
+        "reference": "assert add(1, 2) == 3",
+        "sample": 0,
+    },
+    {
+        "id": "other/1",
+        "source": "other",
+        "prompt": "Say hi.",
+        "completion": "hi",
+        "reference": "hi",
+        "sample": 0,
+    },
+]
+
+
+def test_routed_judges_score_only_their_sources(rlctl: Runner, tmp_path: Path, store: Path) -> None:
+    """Unrouted, math read "1" out of the MBPP program and code ran the GSM8K answer as
+    Python; routed, each record gets the judge it is for, and the run says which scored what."""
+    (tmp_path / "r.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in MIXED))
+    r = rlctl("judge", "-i", "r.jsonl", "--judge", "gsm8k:math", "--judge", "mbpp:code")
+    assert r.returncode == 0, r.stderr.decode()
+    judged = jsonl(r.stdout)
+    assert [j["reward"] for j in judged] == [1.0, 1.0, None]
+    assert list(judged[0]["verdict"]) == ["gsm8k:math"]
+    assert list(judged[1]["verdict"]) == ["mbpp:code"]
+    assert judged[2]["verdict"] == {"reason": "no judge for source 'other'"}
+    assert "no judge for some records, left null: other (1)" in r.stderr.decode()
+    run = orjson.loads((store / "runs" / judged[0]["run_id"] / "run.json").read_bytes())
+    assert run["judges"]["routes"] == {
+        "by": "source",
+        "judges": {"gsm8k:math": "gsm8k", "mbpp:code": "mbpp"},
+    }
+    lines = (store / "runs" / judged[0]["run_id"] / "metrics.jsonl").read_text().splitlines()
+    metrics = {m["name"]: m["value"] for m in map(orjson.loads, lines)}
+    assert metrics["scored/gsm8k:math"] == 1 and metrics["scored/mbpp:code"] == 1
+    assert metrics["unrouted"] == 1
+
+    unrouted = rlctl("judge", "-i", "r.jsonl", "--judge", "math", "--judge", "code")
+    assert unrouted.returncode == 0
+    assert "every record got every judge (math, code)" in unrouted.stderr.decode()
+
+    typo = rlctl("judge", "-i", "r.jsonl", "--judge", "gsm8K:math")
+    assert typo.returncode == 2
+    assert "no record matched a --judge route" in typo.stderr.decode()
+
+
+def test_routed_rewards_for_grpo_leave_other_sources_to_other_rewards() -> None:
+    from rlctl.train.grpo import reward_functions
+
+    funcs, names, weights = reward_functions(["gsm8k:math", "mbpp:code=0.5"], {})
+    assert names == ["gsm8k:math", "mbpp:code"] and weights == [1.0, 0.5]
+    columns = {k: [r[k] for r in MIXED[:2]] for k in ("reference", "id", "source")}
+    completions = [r["completion"] for r in MIXED[:2]]
+    math_rewards = funcs[0](completions, prompts=[r["prompt"] for r in MIXED[:2]], **columns)
+    code_rewards = funcs[1](completions, prompts=[r["prompt"] for r in MIXED[:2]], **columns)
+    assert math_rewards == [1.0, None] and code_rewards == [None, 1.0]
+
+
+def test_grpo_warns_before_rewarding_the_wrong_thing(rlctl: Runner, tmp_path: Path) -> None:
+    """Checked on the rows before any model loads (here the model does not even exist)."""
+    tagged = {
+        "id": "gsm8k/9",
+        "source": "gsm8k",
+        "messages": [
+            {"role": "system", "content": "Reason in <think>, answer in <answer></answer>."},
+            {"role": "user", "content": "2+2?"},
+        ],
+        "reference": "4",
+    }
+    rows = [tagged, {k: v for k, v in MIXED[1].items() if k not in ("completion", "sample")}]
+    (tmp_path / "p.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    grpo = ("train", "grpo", "-i", "p.jsonl", "--model", "./nope", "--max-steps", "1")
+    r = rlctl(*grpo, "--reward", "math", "--reward", "code")
+    err = r.stderr.decode()
+    assert r.returncode == 2 and "no such directory" in err
+    assert "every sample gets every reward (math, code) across sources gsm8k, mbpp" in err
+    assert "the prompts ask for <answer> tags, but the math reward's mode 'auto'" in err
+    quiet = rlctl(
+        *grpo, "--reward", "gsm8k:math", "--reward", "mbpp:code", "--math-mode", "answer-tag"
+    )
+    assert quiet.stderr.decode().strip().splitlines() == [
+        "rlctl: error: --model ./nope: no such directory (a local path or an org/name hub id)"
+    ]

@@ -47,7 +47,11 @@ or any importable TRL reward function as module:function. See docs/judges.md.
 @click.command(epilog=EPILOG)
 @input_option
 @click.option(
-    "--judge", "judge", multiple=True, metavar="NAME[=WEIGHT]", help="Judge (repeatable) [math]."
+    "--judge",
+    "judge",
+    multiple=True,
+    metavar="[SOURCE:]NAME[=WEIGHT]",
+    help="Judge (repeatable) [math]; SOURCE: only for records with that source.",
 )
 @click.option(
     "--mode",
@@ -134,8 +138,29 @@ def judge(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_: 
                 run.metric("pairs", n_pairs)
                 run.metric("tied_prompts", collector.ties)
             report_verdicts(run, judges)
+            report_routes(judges)
         finally:
             judges.close()
+
+
+def report_routes(judges: Any) -> None:
+    """Records no routed judge was for are null rewards: say how many, and stop when that
+    was every record (a route that matches nothing is a typo, not a result)."""
+    if judges.unrouted:
+        missed = ", ".join(f"{src} ({n})" for src, n in sorted(judges.unrouted.items()))
+        if not judges.scored:
+            raise BadInput(
+                f"no record matched a --judge route; their sources: {missed} (routes: "
+                f"{', '.join(judges.labels)})"
+            )
+        log.warning("no judge for some records, left null: %s", missed)
+    elif len(judges.judges) > 1 and not judges.routed and len(judges.sources) > 1:
+        log.warning(
+            "every record got every judge (%s) across sources %s; route them with "
+            "SOURCE:NAME, e.g. --judge gsm8k:math --judge mbpp:code",
+            ", ".join(judges.labels),
+            ", ".join(sorted(judges.sources)),
+        )
 
 
 def report_verdicts(run: Run, judges: Any) -> None:

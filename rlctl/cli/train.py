@@ -135,7 +135,10 @@ def _run(ctx: click.Context, kind: str, inputs: tuple[str, ...]) -> None:
             if kind == "sft":
                 rows = sft_rows(located, conf["target"])
             elif kind == "grpo":
+                from rlctl.train.grpo import check_reward_routing
+
                 rows = grpo_rows(located)
+                check_reward_routing(rows, list(conf["reward"]), conf["mode"])
             else:
                 rows = dpo_rows(located)
             job = prepare(run, kind, conf, rows)
@@ -179,7 +182,17 @@ def dpo(ctx: click.Context, inputs: tuple[str, ...], **_: object) -> None:
 
 @train.command("grpo", epilog=EPILOG)
 @click.option(
-    "--reward", "reward", multiple=True, metavar="NAME[=W]", help="Reward (repeatable) [math]."
+    "--reward",
+    "reward",
+    multiple=True,
+    metavar="[SOURCE:]NAME[=W]",
+    help="Reward (repeatable) [math]; SOURCE: only for records with that source.",
+)
+@click.option(
+    "--math-mode",
+    "mode",
+    type=click.Choice(["auto", "strict", "answer-tag", "boxed", "flexible"]),
+    help="math reward: where the answer is; answer-tag for <answer> prompts [auto].",
 )
 @click.option("--log-every", type=int, help="Write sampled completions every N steps [1].")
 @click.option("--init-kl-coef", type=float, help="Starting β of the KL penalty (trainer.beta).")

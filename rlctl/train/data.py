@@ -96,7 +96,13 @@ def grpo_rows(records: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, A
         if not prompt:
             raise BadInput(f"{where}: no prompt (messages or prompt) to train on")
         ref = rec.get("reference")
+        source = rec.get("source")
         rows.append(
-            {"prompt": prompt, "reference": None if ref is None else str(ref), "id": str(rec["id"])}
+            {
+                "prompt": prompt,
+                "reference": None if ref is None else str(ref),
+                "id": str(rec["id"]),
+                "source": None if source is None else str(source),  # routes rewards
+            }
         )
     return rows

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from rlctl.backends.judges import parse_spec, reward_function
+from rlctl.backends.judges import parse_route, parse_spec, reward_function
 
 log = logging.getLogger("rlctl")
 
@@ -20,9 +20,12 @@ def reward_functions(
     their judge names and weights; a judge that does not exist fails here, before the model."""
     funcs, names, weights = [], [], []
     for spec in specs:
+        route = parse_route(spec)[0]
         name, weight = parse_spec(spec)
-        funcs.append(reward_function(name, **options))
-        names.append(name)
+        # the weight goes to TRL's reward_weights; a routed function returns None for the
+        # records of other sources, which TRL leaves out of that sample's weighted sum
+        funcs.append(reward_function(name if route is None else f"{route}:{name}", **options))
+        names.append(name if route is None else f"{route}:{name}")
         weights.append(weight)
     if funcs:
         funcs[0] = with_row_columns(funcs[0])
@@ -105,3 +108,32 @@ def require_gpu(mode: str) -> None:
         "--vllm-mode colocate needs a CUDA GPU: vLLM's CPU backend repacks its linear weights "
         "after loading, so TRL cannot update them. On a CPU, leave out --vllm-mode"
     )
+
+
+def check_reward_routing(rows: list[dict[str, Any]], specs: list[str], mode: str) -> None:
+    """What would quietly reward the wrong thing: several rewards over a mix of sources with
+    no routes (math would read an MBPP program, code would run a GSM8K answer), and prompts
+    that ask for <answer> tags rewarded by a math mode that looks outside them."""
+    sources = sorted({str(r["source"]) for r in rows if r.get("source") is not None})
+    routed = any(parse_route(s)[0] for s in specs)
+    if len(specs) > 1 and len(sources) > 1 and not routed:
+        log.warning(
+            "every sample gets every reward (%s) across sources %s; route them, e.g. "
+            "--reward %s:math --reward %s:code",
+            ", ".join(specs),
+            ", ".join(sources),
+            sources[0],
+            sources[1],
+        )
+    uses_math = any(parse_spec(s)[0] == "math" for s in specs)
+    asks_tags = any(
+        isinstance(r["prompt"], list)
+        and any("<answer>" in str(m.get("content", "")) for m in r["prompt"])
+        for r in rows
+    )
+    if uses_math and asks_tags and mode != "answer-tag":
+        log.warning(
+            "the prompts ask for <answer> tags, but the math reward's mode %r also rewards "
+            "answers outside them; pass --math-mode answer-tag to reward only tagged answers",
+            mode,
+        )

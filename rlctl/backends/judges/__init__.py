@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from math import isfinite
 from typing import Any
@@ -18,8 +19,25 @@ from rlctl.errors import BadInput
 NAMES = ("math", "format", "code", "llm", "rm")
 
 
+def parse_route(spec: str) -> tuple[str | None, str]:
+    """(route, the rest) of `[ROUTE:]NAME[=WEIGHT]`: `gsm8k:math` scores only records whose
+    `source` is gsm8k. `pkg.module:function` stays a function; `gsm8k:pkg.module:function`
+    routes one."""
+    head, sep, rest = spec.partition(":")
+    if not sep:
+        return None, spec
+    name = rest.partition("=")[0].strip()
+    if name in NAMES or ":" in name:
+        if not head.strip():
+            raise BadInput(f"--judge {spec!r}: empty route before ':'")
+        return head.strip(), rest
+    return None, spec
+
+
 def parse_spec(spec: str) -> tuple[str, float]:
-    """`math`, `math=0.5`, or `pkg.module:function=0.2` (any importable reward function)."""
+    """`math`, `math=0.5`, or `pkg.module:function=0.2` (any importable reward function);
+    a route (`gsm8k:math`) is read by `parse_route` first."""
+    spec = parse_route(spec)[1]
     name, _, weight = spec.partition("=")
     name = name.strip()
     if not name:
@@ -103,37 +121,86 @@ class FunctionJudge:
 
 class WeightedJudge:
     """Several judges as one: reward = sum of weight * reward over the judges that decided
-    (None only when none did); each judge's verdict is kept under its name."""
+    (None only when none did); each judge's verdict is kept under its name. A routed judge
+    (`gsm8k:math`) scores only the records whose `route_by` field (`source`) matches, so a
+    mixed gsm8k + mbpp input gets math on one and code on the other, never both."""
 
-    def __init__(self, judges: list[tuple[Judge, float]]) -> None:
-        self.judges = judges
-        self.needs_groups = any(getattr(j, "needs_groups", False) for j, _ in judges)
-        single = len(judges) == 1 and judges[0][1] == 1.0
-        self.name = judges[0][0].name if single else "+".join(f"{j.name}={w:g}" for j, w in judges)
+    def __init__(
+        self, judges: list[tuple[Judge, float, str | None]], route_by: str = "source"
+    ) -> None:
+        self.judges = [(j, w) for j, w, _ in judges]
+        self.routes = [r for _, _, r in judges]
+        self.route_by = route_by
+        self.routed = any(r is not None for r in self.routes)
+        self.labels = [j.name if r is None else f"{r}:{j.name}" for j, _, r in judges]
+        self.needs_groups = any(getattr(j, "needs_groups", False) for j, _ in self.judges)
+        self.scored: Counter[str] = Counter()
+        self.unrouted: Counter[str] = Counter()
+        self.sources: set[str] = set()
+        single = len(judges) == 1 and judges[0][1] == 1.0 and not self.routed
+        self.name = (
+            self.labels[0]
+            if single
+            else "+".join(
+                f"{label}={w:g}" for label, (_, w) in zip(self.labels, self.judges, strict=True)
+            )
+        )
 
     def score(self, records: Sequence[dict[str, Any]]) -> list[Score]:
-        per_judge = [(j, w, j.score(records)) for j, w in self.judges]
-        if len(self.judges) == 1:
-            _, w, scores = per_judge[0]
-            return [(None if r is None else w * r, v) for r, v in scores]
+        sources = [r.get(self.route_by) for r in records]
+        self.sources.update(str(s) for s in sources if s is not None)
+        if len(self.judges) == 1 and not self.routed:
+            (judge, w), label = self.judges[0], self.labels[0]
+            self.scored[label] += len(records)
+            return [(None if r is None else w * r, v) for r, v in judge.score(records)]
+        per_judge: list[tuple[str, float, dict[int, Score]]] = []
+        for (judge, w), route, label in zip(self.judges, self.routes, self.labels, strict=True):
+            mine = [i for i, s in enumerate(sources) if route is None or s == route]
+            if mine:
+                scores = judge.score([records[i] for i in mine])
+                per_judge.append((label, w, dict(zip(mine, scores, strict=True))))
+                self.scored[label] += len(mine)
         out: list[Score] = []
         for i in range(len(records)):
-            parts = [(j.name, w, s[i]) for j, w, s in per_judge]
+            parts = [(label, w, s[i]) for label, w, s in per_judge if i in s]
+            if not parts:
+                self.unrouted[str(sources[i])] += 1
+                reason = f"no judge for {self.route_by} {sources[i]!r}"
+                out.append((None, {"reason": reason}))
+                continue
             decided = [w * r for _, w, (r, _) in parts if r is not None]
-            verdict = {name: {**v, "reward": r, "weight": w} for name, w, (r, v) in parts}
+            verdict = {label: {**v, "reward": r, "weight": w} for label, w, (r, v) in parts}
             out.append((sum(decided) if decided else None, verdict))
         return out
 
     def describe(self) -> dict[str, Any]:
-        """Per judge, what the run records about it (a judge without `describe` has none)."""
-        return {j.name: j.describe() for j, _ in self.judges if hasattr(j, "describe")}
+        """Per judge, what the run records about it (a judge without `describe` has none),
+        and which judge scores which records."""
+        out: dict[str, Any] = {
+            label: j.describe()
+            for (j, _), label in zip(self.judges, self.labels, strict=True)
+            if hasattr(j, "describe")
+        }
+        if self.routed:
+            out["routes"] = {
+                "by": self.route_by,
+                "judges": {
+                    label: route for label, route in zip(self.labels, self.routes, strict=True)
+                },
+            }
+        return out
 
     def report(self) -> dict[str, float]:
-        """Per judge counts as `name/count` metrics (unreadable verdicts, position bias)."""
+        """Per judge counts as `name/count` metrics (unreadable verdicts, position bias), and
+        how many records each judge scored."""
         out: dict[str, float] = {}
-        for j, _ in self.judges:
+        for (j, _), label in zip(self.judges, self.labels, strict=True):
             if hasattr(j, "report"):
-                out |= {f"{j.name}/{k}": v for k, v in j.report().items()}
+                out |= {f"{label}/{k}": v for k, v in j.report().items()}
+        if self.routed or len(self.judges) > 1:
+            out |= {f"scored/{label}": n for label, n in self.scored.items()}
+        if self.unrouted:
+            out["unrouted"] = sum(self.unrouted.values())
         return out
 
     def close(self) -> None:
@@ -141,14 +208,16 @@ class WeightedJudge:
             j.close()
 
 
-def build_all(specs: Sequence[str], options: dict[str, Any]) -> WeightedJudge:
+def build_all(
+    specs: Sequence[str], options: dict[str, Any], route_by: str = "source"
+) -> WeightedJudge:
     if not specs:
         raise BadInput("no judge: pass --judge NAME (math, format, code, llm, rm)")
-    parsed = [parse_spec(s) for s in specs]
-    names = [n for n, _ in parsed]
-    if len(set(names)) != len(names):
-        raise BadInput(f"--judge: {', '.join(names)} names a judge twice")
-    return WeightedJudge([(build(n, options), w) for n, w in parsed])
+    parsed = [(parse_route(s)[0], *parse_spec(s)) for s in specs]
+    keys = [(route, name) for route, name, _ in parsed]
+    if len(set(keys)) != len(keys):
+        raise BadInput(f"--judge: {', '.join(specs)} names a judge twice for the same records")
+    return WeightedJudge([(build(n, options), w, r) for r, n, w in parsed], route_by)
 
 
 def reward_function(spec: str, **options: Any) -> Callable[..., list[float | None]]:
@@ -157,7 +226,7 @@ def reward_function(spec: str, **options: Any) -> Callable[..., list[float | Non
     TRL passes every extra dataset column (e.g. `reference`) as a keyword list aligned with
     `completions`; they become the record fields the judge reads.
     """
-    judge = build_all([spec], options)
+    judge = build_all([spec], options, options.get("route_by") or "source")
 
     def reward(completions: list[Any], prompts: list[Any] | None = None, **kw: Any) -> list:
         n = len(completions)
@@ -172,8 +241,17 @@ def reward_function(spec: str, **options: Any) -> Callable[..., list[float | Non
             records.append(rec)
         return [r for r, _ in judge.score(records)]
 
-    reward.__name__ = f"rlctl_{judge.name}".replace("=", "_").replace("+", "_")
+    reward.__name__ = f"rlctl_{judge.name}".translate(str.maketrans("=+:", "___"))
     return reward
 
 
-__all__ = ["NAMES", "Judge", "Score", "WeightedJudge", "build_all", "parse_spec", "reward_function"]
+__all__ = [
+    "NAMES",
+    "Judge",
+    "Score",
+    "WeightedJudge",
+    "build_all",
+    "parse_route",
+    "parse_spec",
+    "reward_function",
+]
