@@ -79,8 +79,8 @@ def test_bad_references_give_none() -> None:
     assert [s[0] for s in scores] == [None, None]
 
 
-def _judge(records: list[dict], **options: object) -> list:
-    judge = CodeJudge(workers=2, timeout=5.0, **options)
+def _judge(records: list[dict], timeout: float = 5.0) -> list:
+    judge = CodeJudge(workers=2, timeout=timeout)
     try:
         return judge.score(records)
     finally:
@@ -98,7 +98,9 @@ def test_every_mbpp_test_split_gold_program_passes() -> None:
         {**convert(r, i, "test", f"{path}:{i}"), "completion": r["code"]}
         for i, r in enumerate(rows)
     ]
-    scores = _judge(records)
+    # a generous deadline: mbpp/123 (amicable numbers below 10,000) takes seconds on a loaded
+    # 2-core machine, and this test is about verdicts, not speed (bench/code_judge.py is)
+    scores = _judge(records, timeout=60.0)
     failed = [(r["id"], v["reason"]) for r, (s, v) in zip(records, scores, strict=True) if s != 1]
     assert len(records) == 500 and failed == []
 

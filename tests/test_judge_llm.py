@@ -245,3 +245,16 @@ def test_a_bad_template_is_one_line(rlctl: Runner, tmp_path: Path) -> None:
             r = _judge(rlctl, server.url, "--llm-mode", "pairwise", "--llm-template", name)
             lines = r.stderr.decode().strip().splitlines()
             assert r.returncode == 2 and len(lines) == 1 and named in lines[0], lines
+
+
+def test_pairwise_without_references_stops_instead_of_scoring_null(
+    rlctl: Runner, tmp_path: Path
+) -> None:
+    """HH pairs have no reference: every reward came back null, with exit 0."""
+    _records(tmp_path, [{k: v for k, v in r.items() if k != "reference"} for r in SAMPLES[:2]])
+    with ChatServer() as server:
+        r = _judge(rlctl, server.url, "--llm-mode", "pairwise")
+        assert server.requests == []
+    lines = r.stderr.decode().strip().splitlines()
+    assert r.returncode == 2 and "no record has a reference" in lines[-1], lines
+    assert "--llm-mode samples" in lines[-1]

@@ -218,6 +218,48 @@ def test_unreachable_endpoint(served: Served) -> None:
     assert r.returncode == 1 and "unreachable" in r.stderr.decode()
 
 
+def test_sample_vs_sample_judging_through_a_real_vllm_judge(served: Served) -> None:
+    """50 prompts x 2 samples, judged by the served model itself (`--endpoint latest`) in both
+    orders: with structured outputs every verdict is readable, every prompt with a non-tied
+    verdict gives a pair and every tie is counted as position bias; without them the tiny
+    model's replies are unreadable, and the run counts them instead of calling them ties."""
+    r = served.rollout("-n", "2", "--max-tokens", "6", "--seed", "0", input=_prompts(50))
+    assert r.returncode == 0, r.stderr.decode()
+    rollouts = r.stdout
+    judge = ("judge", "--judge", "llm", "--llm-mode", "samples", "--endpoint", "latest")
+    r = served.run(*judge, "--llm-constrain", "--llm-max-tokens", "8", "--pairs", input=rollouts)
+    assert r.returncode == 0, r.stderr.decode()
+    pairs = [orjson.loads(line) for line in r.stdout.splitlines()]
+    run_id = re.search(r"\(run (\S+)\)", r.stderr.decode()).group(1)
+    run_dir = served.store / "runs" / run_id
+    run = orjson.loads((run_dir / "run.json").read_bytes())
+    judged_path = next(a["path"] for a in run["artifacts"] if a["name"] == "judged")
+    judged = [orjson.loads(x) for x in (served.store / judged_path).read_bytes().splitlines()]
+    assert len(judged) == 100
+    by_prompt: dict[str, list] = {}
+    for j in judged:
+        by_prompt.setdefault(j["id"], []).append(j["reward"])
+    decided = {k for k, v in by_prompt.items() if None not in v and v[0] != v[1]}
+    assert {p["id"] for p in pairs} == decided and len(pairs) == len(decided)
+    metrics = {
+        m["name"]: m["value"]
+        for m in map(orjson.loads, (run_dir / "metrics.jsonl").read_bytes().splitlines())
+    }
+    assert metrics["llm/comparisons"] == 50 and metrics["llm/unreadable"] == 0
+    assert metrics["llm/position_ties"] == 50 - len(decided)
+    # the tiny random judge answers "Winner: A" whatever it reads (rate 1.0 with this model):
+    # position bias only, which asking in both orders turns into ties, never into pairs
+    assert 0 <= metrics["llm/first_position_rate"] <= 1
+    assert run["judges"]["llm"]["model"] == served.endpoint()["model"]
+    assert any(i.get("via") == "endpoint" for i in run["inputs"])
+
+    free = served.run(*judge, "--llm-max-tokens", "8", input=rollouts)
+    assert free.returncode == 0, free.stderr.decode()
+    rewards = [orjson.loads(x)["reward"] for x in free.stdout.splitlines()]
+    unreadable = sum(r is None for r in rewards) // 2
+    assert f"{unreadable} of 50 verdicts unreadable" in free.stderr.decode()
+
+
 def test_in_process_vllm_backend(served: Served, tiny_model: Path, tmp_path: Path) -> None:
     """`--backend vllm` runs inside the vLLM environment, where rlctl is installed too."""
     rlctl_vllm = str(Path(VLLM_PYTHON).with_name("rlctl"))
@@ -388,45 +430,3 @@ def test_sigterm_stops_the_server_and_leaves_no_orphans(served: Served) -> None:
         .rows
     )
     assert kinds == [("log",)]
-
-
-def test_sample_vs_sample_judging_through_a_real_vllm_judge(served: Served) -> None:
-    """50 prompts x 2 samples, judged by the served model itself (`--endpoint latest`) in both
-    orders: with structured outputs every verdict is readable, every prompt with a non-tied
-    verdict gives a pair and every tie is counted as position bias; without them the tiny
-    model's replies are unreadable, and the run counts them instead of calling them ties."""
-    r = served.rollout("-n", "2", "--max-tokens", "6", "--seed", "0", input=_prompts(50))
-    assert r.returncode == 0, r.stderr.decode()
-    rollouts = r.stdout
-    judge = ("judge", "--judge", "llm", "--llm-mode", "samples", "--endpoint", "latest")
-    r = served.run(*judge, "--llm-constrain", "--llm-max-tokens", "8", "--pairs", input=rollouts)
-    assert r.returncode == 0, r.stderr.decode()
-    pairs = [orjson.loads(line) for line in r.stdout.splitlines()]
-    run_id = re.search(r"\(run (\S+)\)", r.stderr.decode()).group(1)
-    run_dir = served.store / "runs" / run_id
-    run = orjson.loads((run_dir / "run.json").read_bytes())
-    judged_path = next(a["path"] for a in run["artifacts"] if a["name"] == "judged")
-    judged = [orjson.loads(x) for x in (served.store / judged_path).read_bytes().splitlines()]
-    assert len(judged) == 100
-    by_prompt: dict[str, list] = {}
-    for j in judged:
-        by_prompt.setdefault(j["id"], []).append(j["reward"])
-    decided = {k for k, v in by_prompt.items() if None not in v and v[0] != v[1]}
-    assert {p["id"] for p in pairs} == decided and len(pairs) == len(decided)
-    metrics = {
-        m["name"]: m["value"]
-        for m in map(orjson.loads, (run_dir / "metrics.jsonl").read_bytes().splitlines())
-    }
-    assert metrics["llm/comparisons"] == 50 and metrics["llm/unreadable"] == 0
-    assert metrics["llm/position_ties"] == 50 - len(decided)
-    # the tiny random judge answers "Winner: A" whatever it reads (rate 1.0 with this model):
-    # position bias only, which asking in both orders turns into ties, never into pairs
-    assert 0 <= metrics["llm/first_position_rate"] <= 1
-    assert run["judges"]["llm"]["model"] == served.endpoint()["model"]
-    assert any(i.get("via") == "endpoint" for i in run["inputs"])
-
-    free = served.run(*judge, "--llm-max-tokens", "8", input=rollouts)
-    assert free.returncode == 0, free.stderr.decode()
-    rewards = [orjson.loads(x)["reward"] for x in free.stdout.splitlines()]
-    unreadable = sum(r is None for r in rewards) // 2
-    assert f"{unreadable} of 50 verdicts unreadable" in free.stderr.decode()

@@ -169,6 +169,14 @@ def report_verdicts(run: Run, judges: Any) -> None:
     for name, value in judges.report().items():
         run.metric(name, value)
     for j, _ in judges.judges:
+        missing = j.report().get("no_reference", 0) if hasattr(j, "report") else 0
+        if missing and not j.total():
+            raise BadInput(
+                f"{j.name}: no record has a reference answer to compare with, so every reward "
+                "would be null; compare the samples of each prompt with --llm-mode samples"
+            )
+        if missing:
+            log.warning("%s: %g records have no reference (null rewards)", j.name, missing)
         if not hasattr(j, "total") or not j.total():
             continue
         bad, total = j.report()["unreadable"], j.total()

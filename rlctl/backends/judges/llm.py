@@ -300,6 +300,8 @@ class LLMJudge:
         """Counts for the run's metrics: unreadable verdicts and the judge's position bias."""
         c = self.counts
         out: dict[str, float] = {"unreadable": c["unreadable"]}
+        if c["no_reference"]:
+            out["no_reference"] = c["no_reference"]
         if self.mode == "pointwise":
             out["verdicts"] = c["verdicts"]
         else:
