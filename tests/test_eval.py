@@ -119,12 +119,65 @@ def test_offline_without_data_says_how_to_get_it(rlctl: Runner, tiny_model: Path
     assert "hub is unreachable" in line and "rlctl data pull gsm8k --split test" in line
 
 
-def test_offline_falls_back_to_the_stored_pull(rlctl: Runner, sql, fitted: Path) -> None:
-    assert rlctl("data", "pull", "gsm8k", "--sample", "--limit", str(N)).returncode == 0
+def test_offline_never_scores_a_sample_as_the_task(rlctl: Runner, sql, fitted: Path) -> None:
+    """A 2-row `--sample --limit` pull in the store was scored as "gsm8k" without a word."""
+    pull = rlctl("data", "pull", "gsm8k", "--sample", "--limit", str(N))
+    assert pull.returncode == 0
+    (sample_run,) = {x["run_id"] for x in jsonl(pull.stdout)}
     r = rlctl("eval", "gsm8k", "--model", str(fitted), "--shots", "0", *GEN, timeout=300)
-    assert r.returncode == 0, r.stderr.decode()
-    assert "the hub is unreachable; scoring the data of run" in r.stderr.decode()
+    line = r.stderr.decode().strip().splitlines()[-1]
+    assert r.returncode == 2, r.stderr.decode()
+    assert f"(run {sample_run}) is rlctl's bundled sample (--sample), cut at --limit {N}" in line
+    assert f"--data {sample_run} to score that sample on purpose" in line
+    named = rlctl("eval", "gsm8k", "--model", str(fitted), "--shots", "0", *GEN,
+                  "--data", sample_run, timeout=300)  # fmt: skip
+    assert named.returncode == 0, named.stderr.decode()
     assert {x["value"] for x in sql("SELECT value FROM evals")} == {1.0}
+    assert f"store:{sample_run} ({N} docs" in named.stderr.decode()  # the table's title
+
+    full = rlctl(
+        "data", "pull", "gsm8k", "--split", "test", "--from", str(SAMPLES / "gsm8k-test.jsonl")
+    )
+    assert full.returncode == 0
+    (full_run,) = {x["run_id"] for x in jsonl(full.stdout)}
+    r = rlctl("eval", "gsm8k", "--model", str(fitted), "--shots", "0", *GEN, "--limit", "2",
+              timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    assert f"scoring the 'test' split of run {full_run}" in r.stderr.decode()
+    rows = sql(f"SELECT DISTINCT \"limit\", data FROM evals WHERE data LIKE 'store:{full_run}%'")
+    assert [x["limit"] for x in rows] == [2]
+
+
+def test_few_shot_examples_come_from_the_tasks_own_split(
+    rlctl: Runner, sql, tiny_model: Path, tmp_path: Path
+) -> None:
+    """lm-eval draws gsm8k's examples from train; they used to come from the test documents
+    when only test data was given, so 8-shot numbers were not comparable to published ones."""
+    test = tmp_path / "test.jsonl"
+    test.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in _docs()))
+    args = ("eval", "gsm8k", "--model", str(tiny_model), *GEN, "--data", str(test))
+    r = rlctl(*args, "--shots", "2", timeout=300)
+    line = r.stderr.decode().strip().splitlines()[-1]
+    assert r.returncode == 2 and "from the 'train' split, and none is given" in line, line
+    train = tmp_path / "train.jsonl"
+    train.write_bytes(
+        b"".join(orjson.dumps({**d, "question": f"TRAIN {d['question']}"}) + b"\n" for d in _docs())
+    )
+    pulled = rlctl("data", "pull", "gsm8k", "--split", "train", "--from", str(train))
+    (train_run,) = {x["run_id"] for x in jsonl(pulled.stdout)}
+    r = rlctl(*args, "--shots", "2", timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    samples = jsonl(r.stdout)
+    assert all(s["prompt"].count("Question: TRAIN ") == 2 for s in samples)
+    (data,) = {
+        x["data"]
+        for x in sql(f"SELECT DISTINCT data FROM evals WHERE run_id = '{samples[0]['run_id']}'")
+    }
+    assert data.endswith(f"few-shot: store:{train_run}")
+    r = rlctl(*args, "--shots", "2", "--fewshot-data", "test", timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    assert "few-shot: TEST documents" in r.stderr.decode()
+    assert not any("TRAIN" in s["prompt"] for s in jsonl(r.stdout))
 
 
 @pytest.mark.parametrize(
@@ -158,6 +211,7 @@ def test_compare_lines_runs_up_with_a_baseline(
     data.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in _docs()))
     a, _ = _eval(rlctl, tiny_model, "--data", str(data))
     b, _ = _eval(rlctl, fitted, "--data", str(data))
+    c, _ = _eval(rlctl, fitted, "--data", str(data), "--limit", "2")
     baseline = tmp_path / "base.yaml"
     baseline.write_text(
         "name: paper\nunit: percent\nscores:\n"
@@ -169,16 +223,16 @@ def test_compare_lines_runs_up_with_a_baseline(
     rows = {(x["shots"], x["filter"]): x for x in jsonl(r.stdout)}
     strict = rows[(0, "strict-match")]
     cols = list(strict)
-    # one column per run, labelled by model and run suffix
-    assert cols[4] == f"model ({a[-6:]})" and cols[5] == f"model ({b[-6:]})"
-    assert (strict[cols[4]], strict[cols[5]], strict["paper"], strict["Δ"]) == (
-        "0.00",
-        "100.00",
-        "40.00",
-        "+60.00",
-    )
+    # one column per run, labelled by model and run suffix; a Δ for each against the baseline
+    la, lb = f"model ({a[-6:]})", f"model ({b[-6:]})"
+    assert cols[4:] == [la, lb, "differs", "paper", f"Δ {la}", f"Δ {lb}"]
+    assert [strict[c] for c in cols[4:]] == ["0.00", "100.00", "", "40.00", "-40.00", "+60.00"]
     # An 8-shot baseline row never lines up with a 0-shot run.
-    assert rows[(8, "strict-match")][cols[5]] == "" and rows[(8, "strict-match")]["Δ"] == ""
+    assert rows[(8, "strict-match")][lb] == "" and rows[(8, "strict-match")][f"Δ {lb}"] == ""
+    # a run on 2 of the documents is marked, not silently lined up with the full ones
+    r = rlctl("eval", "compare", b, c, "--json")
+    strict = {(x["shots"], x["filter"]): x for x in jsonl(r.stdout)}[(0, "strict-match")]
+    assert strict["differs"] == "limit"
     bad = rlctl("eval", "compare", "--baseline", str(ROOT / "pyproject.toml"))
     assert bad.returncode == 2
 
@@ -187,7 +241,9 @@ def test_any_task_on_the_same_data_runs_offline(rlctl: Runner, sql, tiny_model: 
     """gsm8k_cot shares gsm8k's dataset, so the same adapter feeds it; its own prompt and
     filters (\"The answer is N.\") are lm-eval's."""
     assert rlctl("data", "pull", "gsm8k", "--sample", "--limit", "2").returncode == 0
-    _, samples = _eval(rlctl, tiny_model, "--data", "latest:data-pull", "--shots", "1")
+    _, samples = _eval(
+        rlctl, tiny_model, "--data", "latest:data-pull", "--shots", "1", "--fewshot-data", "test"
+    )
     for s in samples:  # the one example is the other document, never the document itself
         example, question = s["prompt"].split("Question: ")[1:]
         assert example.split("\nAnswer:")[0] != question.split("\nAnswer:")[0]

@@ -23,7 +23,7 @@ from rlctl.cli.common import (
     resolve_endpoint,
 )
 from rlctl.errors import BadInput
-from rlctl.stages.eval_tasks import stored_pull
+from rlctl.stages.eval_tasks import FEWSHOT_FROM_TEST
 from rlctl.store import Run
 
 log = logging.getLogger("rlctl")
@@ -86,7 +86,12 @@ outputs are rollout records, streamed when piped, so any judge can re-score them
 @click.option("--gen-kwargs", metavar="K=V,...", help="Generation overrides, e.g. max_gen_toks=64.")
 @click.option("--seed", type=int, help="Seed for lm-eval's Python, numpy, torch and few-shot [0].")
 @click.option("--data", metavar="IN", help="Test documents: file, run id or latest:NAME.")
-@click.option("--fewshot-data", metavar="IN", help="Few-shot pool [--data itself, self excluded].")
+@click.option(
+    "--fewshot-data",
+    metavar="IN",
+    help="Few-shot pool: a file, a run, or 'test' (the test documents, self excluded) "
+    "[the task's few-shot split, pulled into the store].",
+)
 @precision_options("hf/vllm", "auto")
 @endpoint_options
 @click.option("--concurrency", type=click.IntRange(min=1), help="openai: requests in flight [8].")
@@ -106,7 +111,7 @@ outputs are rollout records, streamed when piped, so any judge can re-score them
 def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> None:
     """Run one lm-eval task (or group): scores to the store, per-sample outputs as rollouts."""
     from rlctl.net import prefer_offline_hub
-    from rlctl.stages.eval_tasks import find_task, no_data_message
+    from rlctl.stages.eval_tasks import find_task
     from rlctl.stages.evaluate import DEFAULTS, parse_gen_kwargs, settle
 
     conf = resolve_config(ctx, DEFAULTS)
@@ -147,11 +152,11 @@ def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> 
     from rlctl.store.refs import resolve_inputs
 
     for ref in (conf["data"], conf["fewshot_data"]):
-        if ref:  # fails here, with one line, rather than after the task is built
+        if ref and ref != FEWSHOT_FROM_TEST:  # one line here, not after the task is built
             resolve_inputs(store, [ref], kind="prompt")
     offline = bool(conf["data"]) or not hub_ok
-    if offline and not conf["data"] and stored_pull(store, info) is None:
-        raise BadInput(no_data_message(info))
+    if offline:
+        choose_offline_data(store, info, conf)
     if conf["backend"] == "vllm":
         from rlctl.cli.common import guard_stdout
 
@@ -160,6 +165,47 @@ def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> 
         link_model(run, conf, endpoint)
         spec, data = _task_and_data(store, run, info, conf, offline)
         _run(run, spec, manager, conf, data, output)
+
+
+def choose_offline_data(store: Any, info: Any, conf: dict[str, Any]) -> None:
+    """Name the test and few-shot data of an offline eval in `conf` (so the run records it),
+    or stop: a sample or a cut is never scored as the task, and few-shot examples come from
+    the task's own few-shot split, as lm-eval draws them, unless `--fewshot-data` says else."""
+    from rlctl.stages.eval_tasks import fewshot_split, no_data_message, stored_pull
+
+    src = info.adapter.source if info.adapter else None
+    if not conf["data"]:
+        split = info.config.get("test_split") or "test"
+        pulled = stored_pull(store, info)
+        if pulled is None:
+            raise BadInput(no_data_message(info))
+        if pulled.partial:
+            raise BadInput(
+                f"eval {info.name}: the hub is unreachable and the newest stored '{split}' pull "
+                f"of {src} (run {pulled.run_id}) is {pulled.partial}, not the task's split; "
+                f"pull the whole split ('rlctl data pull {src} --split {split} --from FILE'), "
+                f"or pass --data {pulled.run_id} to score that sample on purpose"
+            )
+        conf["data"] = pulled.run_id
+        log.warning(
+            "eval: the hub is unreachable; scoring the '%s' split of run %s", split, pulled.run_id
+        )
+    shots = conf["shots"] if conf["shots"] is not None else info.config.get("num_fewshot") or 0
+    if not shots or info.fixed_fewshot or conf["fewshot_data"]:
+        return
+    split = fewshot_split(info) or "train"
+    pulled = stored_pull(store, info, split)
+    if pulled is not None and not pulled.partial:
+        conf["fewshot_data"] = pulled.run_id
+        log.info("eval: few-shot examples from the '%s' split of run %s", split, pulled.run_id)
+        return
+    pull = f"'rlctl data pull {src} --split {split} --from FILE'" if src else "a file"
+    raise BadInput(
+        f"eval {info.name} at {shots} shots: lm-eval draws its few-shot examples from the "
+        f"'{split}' split, and none is given; pass --fewshot-data FILE|RUN ({pull}), or "
+        f"--fewshot-data {FEWSHOT_FROM_TEST} to draw them from the test documents (then the "
+        "numbers are not comparable to published ones)"
+    )
 
 
 def _task_and_data(
@@ -180,13 +226,8 @@ def _task_and_data(
             return reader, f"store:{added[0]['run_id']}"
         return reader, f"file:{Path(added[0]['input'] if added else ref).absolute()}"
 
-    source = conf["data"]
-    if not source:
-        pulled = stored_pull(store, info)
-        log.warning("eval: the hub is unreachable; scoring the data of run %s", pulled.run_id)
-        source = pulled.path
     out = run.artifact_dir / "task"
-    yaml_path, data = offline_task(info, source, conf, out, open_records)
+    yaml_path, data = offline_task(info, conf["data"], conf, out, open_records)
     run.register_path("task", "lm_eval_task", out)
     return str(yaml_path), data
 
@@ -223,7 +264,7 @@ def _run(
         output=output,
     )
     run.metric("samples", n)
-    cols = ["task", "filter", "metric", "value", "stderr", "shots", "samples"]
+    cols = ["task", "filter", "metric", "value", "stderr", "shots", "samples", "limit"]
     rows = [
         [
             s["task"],
@@ -233,6 +274,7 @@ def _run(
             _fmt(s["stderr"]),
             s["shots"],
             s["samples"],
+            "none" if s["limit"] is None else s["limit"],
         ]
         for s in scores
     ]
@@ -253,7 +295,8 @@ Examples:
 \b
 Rows line up on (task, shots, filter, metric). Scores are in percent, with lm-eval's stderr.
 A baseline file is YAML: name, unit (percent|fraction), scores: [{task, shots, filter, metric,
-value}]; Δ is the last run minus the baseline.
+value}]; one Δ column per run (run minus baseline); `differs` names what else differs between
+the runs on a row (limit, data and few-shot source, backend, chat template, generation).
 """
 
 
@@ -280,9 +323,12 @@ def compare(ctx: click.Context, runs: tuple[str, ...], baseline: str | None, as_
         ids = [r[0] for r in found.rows]
     if not ids and base is None:
         raise BadInput(f"no finished eval runs in {store.root}; run 'rlctl eval TASK' first")
+    from rlctl.stages.eval_compare import COMPARED
+
+    compared = ", ".join(f'"{c}"' for c in COMPARED)
     result = index.query(
-        "SELECT run_id, task, shots, filter, metric, value, stderr, model FROM evals "
-        "WHERE list_contains(?, run_id)",
+        f"SELECT run_id, task, shots, filter, metric, value, stderr, model, {compared} "
+        "FROM evals WHERE list_contains(?, run_id)",
         [ids],
     )
     cols, rows = table(rows_as_dicts(result), ids, base)

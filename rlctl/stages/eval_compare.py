@@ -1,7 +1,10 @@
 """Scores side by side: several `eval` runs, and a published baseline table.
 
 Rows are keyed by (task, shots, filter, metric), the things that must agree for two numbers to
-be comparable; a 0-shot run never lines up with an 8-shot baseline by accident.
+be comparable; a 0-shot run never lines up with an 8-shot baseline by accident. Whatever else
+differs between the runs on a row (a `--limit`, the data or its few-shot source, the backend,
+the chat template, generation settings) is named in its `differs` column, so numbers that are
+not like for like are never shown as if they were.
 """
 
 from __future__ import annotations
@@ -50,33 +53,36 @@ def load_baseline(path: str | Path) -> Baseline:
     return base
 
 
+COMPARED = ("limit", "data", "backend", "apply_chat_template", "max_gen_toks", "gen_kwargs")
+
+
 def table(
     scores: list[dict[str, Any]], runs: list[str], baseline: Baseline | None
 ) -> tuple[list[str], list[list[Any]]]:
-    """(columns, rows): one column per run (label: model and run suffix), then the baseline and
-    the last run's difference from it, all in percent."""
+    """(columns, rows): one column per run (label: model and run suffix), what differs between
+    the runs on that row besides the model (`limit`, the data and its few-shot source, ...),
+    then the baseline and every run's difference from it, all in percent."""
     labels = {rid: f"{_model_of(scores, rid)} ({rid.rsplit('-', 1)[-1]})" for rid in runs}
     cells: dict[Key, dict[str, dict[str, Any]]] = {}
     for s in scores:
         cells.setdefault(_key(s), {})[s["run_id"]] = s
     keys = list(cells) + [k for k in (baseline.scores if baseline else {}) if k not in cells]
-    cols = ["task", "shots", "filter", "metric", *(labels[r] for r in runs)]
+    cols = ["task", "shots", "filter", "metric", *(labels[r] for r in runs), "differs"]
     if baseline:
-        cols += [baseline.name, "Δ"]
+        cols += [baseline.name, *(f"Δ {labels[r]}" for r in runs)]
     rows = []
     for key in sorted(keys, key=lambda k: (k[0], k[1] if k[1] is not None else -1, k[2], k[3])):
         row: list[Any] = [*key]
-        for rid in runs:
-            s = cells.get(key, {}).get(rid)
-            row.append(_pct(s["value"], s.get("stderr")) if s else "")
+        present = [cells.get(key, {}).get(rid) for rid in runs]
+        row += [_pct(s["value"], s.get("stderr")) if s else "" for s in present]
+        found = [s for s in present if s]
+        row.append(", ".join(f for f in COMPARED if len({repr(s.get(f)) for s in found}) > 1))
         if baseline:
             ref = baseline.scores.get(key)
-            last = cells.get(key, {}).get(runs[-1]) if runs else None
             row.append("" if ref is None else f"{100 * ref:.2f}")
-            delta = (
-                None if ref is None or not last or last["value"] is None else last["value"] - ref
-            )
-            row.append("" if delta is None else f"{100 * delta:+.2f}")
+            for s in present:
+                delta = None if ref is None or not s or s["value"] is None else s["value"] - ref
+                row.append("" if delta is None else f"{100 * delta:+.2f}")
         rows.append(row)
     return cols, rows
 

@@ -121,6 +121,9 @@ def find_task(manager: Any, name: str) -> TaskInfo:
     return TaskInfo(name, entry.yaml_path, config, entry.kind in (Kind.GROUP, Kind.TAG))
 
 
+FEWSHOT_FROM_TEST = "test"  # `--fewshot-data test`: the old default, now a visible choice
+
+
 @dataclass(frozen=True)
 class EvalData:
     """What a score was computed on, said in the scores and the table."""
@@ -223,13 +226,36 @@ def write_task_yaml(task: TaskInfo, test: Path, fewshot: Path | None, out_dir: P
     return path
 
 
-def stored_pull(store: Any, task: TaskInfo) -> Any:
-    """The newest stored `data pull` that can stand in for the task's hub data, or None."""
+@dataclass(frozen=True)
+class StoredPull:
+    path: str
+    run_id: str
+    partial: str | None  # why it is not the whole split (`--sample`, `--limit N`), or None
+
+
+def stored_pull(store: Any, task: TaskInfo, split: str | None = None) -> StoredPull | None:
+    """The newest stored `data pull` of the task's split (its test split by default), or None.
+    `partial` says when it is a sample or a cut: such data is never used unless named."""
     from rlctl.store.refs import latest_pull
 
     if task.adapter is None:
         return None
-    return latest_pull(store, task.adapter.source, task.config.get("test_split"))
+    found = latest_pull(store, task.adapter.source, split or task.config.get("test_split"))
+    if found is None or found.run_id is None:
+        return None
+    conf = (store.read_run(found.run_id) or {}).get("config") or {}
+    partial = None
+    if conf.get("sample"):
+        partial = "rlctl's bundled sample (--sample)"
+    if conf.get("limit") is not None:
+        partial = f"{partial + ', ' if partial else ''}cut at --limit {conf['limit']}"
+    return StoredPull(found.path, found.run_id, partial)
+
+
+def fewshot_split(task: TaskInfo) -> str | None:
+    """Where lm-eval's own config draws few-shot examples from (gsm8k: train)."""
+    cfg = task.config
+    return cfg.get("fewshot_split") or cfg.get("training_split") or cfg.get("validation_split")
 
 
 def no_data_message(task: TaskInfo) -> str:
@@ -257,19 +283,27 @@ def offline_task(
     "file:PATH"); the caller owns lineage."""
     out.mkdir(parents=True, exist_ok=True)
 
+    columns: list[str] = []
+
     def load(ref: str, name: str) -> tuple[Path, int, str, str]:
         records, origin = open_records(ref)
         path = out / f"{name}.jsonl"
-        n, digest = write_docs(to_docs(task, records), path)
+        docs = to_docs(task, records)
+        if columns:  # the datasets library builds every split with the test split's columns
+            docs = ({c: d.get(c) for c in columns} for d in docs)
+        n, digest = write_docs(docs, path)
+        if not columns:
+            with path.open("rb") as f:
+                columns.extend(orjson.loads(f.readline()))
         return path, n, digest, origin
 
     test, n, digest, origin = load(source, "test")
     fewshot, fewshot_from = None, None
     if task.fixed_fewshot:
         fewshot_from = "the task's own examples"
+    elif conf["fewshot_data"] == FEWSHOT_FROM_TEST:
+        fewshot_from = "TEST documents, each left out of its own examples (not the task's split)"
     elif conf["fewshot_data"]:
         fewshot, *_, fewshot_from = load(conf["fewshot_data"], "fewshot")
-    elif conf["shots"] != 0:
-        fewshot_from = "the test documents, each left out of its own examples"
     kind, where = origin.split(":", 1)
     return write_task_yaml(task, test, fewshot, out), EvalData(kind, where, n, digest, fewshot_from)
