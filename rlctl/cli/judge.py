@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import click
 
@@ -105,7 +104,13 @@ or any importable TRL reward function as module:function. See docs/judges.md.
 def judge(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_: object) -> None:
     """Score rollout records; judged records are stored, and streamed when piped."""
     from rlctl.backends.judges import build_all, parse_spec
-    from rlctl.stages.judge import DEFAULTS, PairCollector, judge_records
+    from rlctl.stages.judge import (
+        DEFAULTS,
+        PairCollector,
+        judge_records,
+        report_routes,
+        report_verdicts,
+    )
 
     conf = resolve_config(ctx, DEFAULTS)
     store = get_store(ctx)
@@ -141,51 +146,3 @@ def judge(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_: 
             report_routes(judges)
         finally:
             judges.close()
-
-
-def report_routes(judges: Any) -> None:
-    """Records no routed judge was for are null rewards: say how many, and stop when that
-    was every record (a route that matches nothing is a typo, not a result)."""
-    if judges.unrouted:
-        missed = ", ".join(f"{src} ({n})" for src, n in sorted(judges.unrouted.items()))
-        if not judges.scored:
-            raise BadInput(
-                f"no record matched a --judge route; their sources: {missed} (routes: "
-                f"{', '.join(judges.labels)})"
-            )
-        log.warning("no judge for some records, left null: %s", missed)
-    elif len(judges.judges) > 1 and not judges.routed and len(judges.sources) > 1:
-        log.warning(
-            "every record got every judge (%s) across sources %s; route them with "
-            "SOURCE:NAME, e.g. --judge gsm8k:math --judge mbpp:code",
-            ", ".join(judges.labels),
-            ", ".join(sorted(judges.sources)),
-        )
-
-
-def report_verdicts(run: Run, judges: Any) -> None:
-    """Unreadable verdicts are null rewards; here they are counted where a researcher looks:
-    the run's metrics and one line on stderr, a loud one when they are most of the verdicts."""
-    for name, value in judges.report().items():
-        run.metric(name, value)
-    for j, _ in judges.judges:
-        missing = j.report().get("no_reference", 0) if hasattr(j, "report") else 0
-        if missing and not j.total():
-            raise BadInput(
-                f"{j.name}: no record has a reference answer to compare with, so every reward "
-                "would be null; compare the samples of each prompt with --llm-mode samples"
-            )
-        if missing:
-            log.warning("%s: %g records have no reference (null rewards)", j.name, missing)
-        if not hasattr(j, "total") or not j.total():
-            continue
-        bad, total = j.report()["unreadable"], j.total()
-        line = f"{j.name}: {bad:g} of {total} verdicts unreadable (null rewards, not ties)"
-        if bad * 2 > total:
-            log.warning(
-                "%s -- MOST of the judge's replies have no verdict line; check the judge "
-                "model and --llm-template",
-                line,
-            )
-        elif bad:
-            log.info("%s", line)

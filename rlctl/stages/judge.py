@@ -7,6 +7,7 @@ any input; pairs keep only the best and worst sample per prompt.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -15,6 +16,8 @@ import orjson
 
 from rlctl.backends.judges import WeightedJudge
 from rlctl.errors import BadInput
+
+log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {
     "judge": ["math"],
@@ -139,3 +142,51 @@ class PairCollector:
                 },
             }
             yield pair
+
+
+def report_routes(judges: WeightedJudge) -> None:
+    """Records no routed judge was for are null rewards: say how many, and stop when that
+    was every record (a route that matches nothing is a typo, not a result)."""
+    if judges.unrouted:
+        missed = ", ".join(f"{src} ({n})" for src, n in sorted(judges.unrouted.items()))
+        if not judges.scored:
+            raise BadInput(
+                f"no record matched a --judge route; their sources: {missed} (routes: "
+                f"{', '.join(judges.labels)})"
+            )
+        log.warning("no judge for some records, left null: %s", missed)
+    elif len(judges.judges) > 1 and not judges.routed and len(judges.sources) > 1:
+        log.warning(
+            "every record got every judge (%s) across sources %s; route them with "
+            "SOURCE:NAME, e.g. --judge gsm8k:math --judge mbpp:code",
+            ", ".join(judges.labels),
+            ", ".join(sorted(judges.sources)),
+        )
+
+
+def report_verdicts(run: Any, judges: WeightedJudge) -> None:
+    """Unreadable verdicts are null rewards; here they are counted where a researcher looks:
+    the run's metrics and one line on stderr, a loud one when they are most of the verdicts."""
+    for name, value in judges.report().items():
+        run.metric(name, value)
+    for j, _ in judges.judges:
+        missing = j.report().get("no_reference", 0) if hasattr(j, "report") else 0
+        if missing and not j.total():
+            raise BadInput(
+                f"{j.name}: no record has a reference answer to compare with, so every reward "
+                "would be null; compare the samples of each prompt with --llm-mode samples"
+            )
+        if missing:
+            log.warning("%s: %g records have no reference (null rewards)", j.name, missing)
+        if not hasattr(j, "total") or not j.total():
+            continue
+        bad, total = j.report()["unreadable"], j.total()
+        line = f"{j.name}: {bad:g} of {total} verdicts unreadable (null rewards, not ties)"
+        if bad * 2 > total:
+            log.warning(
+                "%s -- MOST of the judge's replies have no verdict line; check the judge "
+                "model and --llm-template",
+                line,
+            )
+        elif bad:
+            log.info("%s", line)
