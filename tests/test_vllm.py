@@ -383,7 +383,7 @@ def test_eval_through_the_served_endpoint(served: Served, tmp_path: Path) -> Non
     data.write_bytes(b"".join((SAMPLES / "gsm8k-test.jsonl").read_bytes().splitlines(True)[:4]))
     r = served.run(
         "eval", "gsm8k", "--backend", "openai", "--endpoint", "latest", "--shots", "1",
-        "--data", str(data), "--gen-kwargs", "max_gen_toks=8",
+        "--data", str(data), "--fewshot-data", "test", "--gen-kwargs", "max_gen_toks=8",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr.decode()
     samples = jsonl(r.stdout)
