@@ -5,19 +5,26 @@ It judges by rule, so outcomes are known: a response containing GOOD rates 9, an
 server says A, a deliberate position bias that the judge's order swapping must cancel. A
 request containing GARBLE gets a reply with no verdict in it.
 `faults` are HTTP statuses returned, in order, before any real answer.
+
+`/v1/completions` answers with `complete(prompt)`: a scripted "model" (e.g. a dataset's reference
+solution for its prompt), so an eval through lm-eval's API backend scores known outputs.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
 class ChatServer:
-    def __init__(self, faults: list[int] | None = None) -> None:
+    def __init__(
+        self, faults: list[int] | None = None, complete: Callable[[str], str] | None = None
+    ) -> None:
         self.faults = list(faults or [])
+        self.complete = complete
         self.requests: list[dict[str, Any]] = []
         self.auth: list[str] = []
         self.lock = threading.Lock()
@@ -36,6 +43,25 @@ class ChatServer:
                 if fault is not None:
                     self._send(
                         fault, {"error": {"message": f"injected {fault}"}}, {"retry-after-ms": "10"}
+                    )
+                    return
+                if self.path.endswith("/completions") and "messages" not in body:
+                    prompts = (
+                        body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+                    )
+                    choices = [
+                        {"index": i, "text": server.complete(p), "finish_reason": "stop"}  # type: ignore[misc]
+                        for i, p in enumerate(prompts)
+                    ]
+                    self._send(
+                        200,
+                        {
+                            "id": "cmpl-test",
+                            "object": "text_completion",
+                            "created": 0,
+                            "model": body["model"],
+                            "choices": choices,
+                        },
                     )
                     return
                 reply = server.answer(body["messages"][-1]["content"])

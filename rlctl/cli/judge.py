@@ -39,7 +39,8 @@ Examples:
 Judges: math (answer vs reference; --mode auto|strict|answer-tag|boxed|flexible), format
 (regex on the output's shape), code (run the code against the reference tests in a sandbox),
 llm (an OpenAI-compatible judge; key from $OPENAI_API_KEY, never stored), rm (a reward model),
-or any importable TRL reward function as module:function. See docs/judges.md.
+ifeval (lm-eval's IFEval instruction checkers; --ifeval-mode strict|loose), or any importable
+TRL reward function as module:function. See docs/judges.md.
 """
 
 
@@ -94,6 +95,11 @@ or any importable TRL reward function as module:function. See docs/judges.md.
 @endpoint_options
 @click.option("--concurrency", type=click.IntRange(min=1), help="llm: requests in flight [8].")
 @click.option("--rm-model", metavar="PATH", help="rm: sequence-classification reward model.")
+@click.option(
+    "--ifeval-mode",
+    type=click.Choice(["strict", "loose"]),
+    help="ifeval: the reward is lm-eval's prompt-level strict or loose accuracy [strict].",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), help="Records per judge batch [64].")
 @click.option(
     "--pairs", is_flag=True, default=None, help="Emit best-vs-worst pair records per prompt."

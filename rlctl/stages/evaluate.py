@@ -9,7 +9,6 @@ score again with judges lm-eval does not have.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -160,11 +159,21 @@ def _api_lm(conf: dict[str, Any]) -> Any:
     return get_model(name)(**args)
 
 
-def evaluate(task: str, manager: Any, lm: Any, conf: dict[str, Any]) -> dict[str, Any]:
+def evaluate(
+    task: str, manager: Any, lm: Any, conf: dict[str, Any], sandbox_code: bool = False
+) -> dict[str, Any]:
+    """lm-eval's `simple_evaluate`, with what its task code needs offline: NLTK's Punkt files
+    for IFEval (bundled), and for code tasks a `code_eval` metric that runs in rlctl's sandbox
+    (eval_code), never Hugging Face's unsandboxed one."""
     import lm_eval
 
-    if conf["allow_code_eval"]:
-        os.environ["HF_ALLOW_CODE_EVAL"] = "1"
+    from rlctl.backends.judges.ifeval import use_bundled_punkt
+
+    use_bundled_punkt()
+    if sandbox_code:
+        from rlctl.stages.eval_code import route_code_eval_to_sandbox
+
+        route_code_eval_to_sandbox()
     results = lm_eval.simple_evaluate(
         model=lm,
         tasks=[task],
@@ -180,7 +189,8 @@ def evaluate(task: str, manager: Any, lm: Any, conf: dict[str, Any]) -> dict[str
         numpy_random_seed=conf["seed"],
         torch_random_seed=conf["seed"],
         fewshot_random_seed=conf["seed"],
-        confirm_run_unsafe_code=bool(conf["allow_code_eval"]),
+        # predict-only computes no metric, so no model-written code runs: lm-eval asks anyway
+        confirm_run_unsafe_code=bool(conf["allow_code_eval"] or conf["predict_only"]),
         predict_only=bool(conf["predict_only"]),
     )
     if results is None:  # only non-zero ranks of a distributed run get None
@@ -240,6 +250,10 @@ def _reference(doc: dict[str, Any], target: Any) -> Any:
     rlctl, else lm-eval's target, GSM8K-style solutions reduced to their final answer."""
     if doc.get(REFERENCE_COLUMN) is not None:
         return doc[REFERENCE_COLUMN]
+    if "instruction_id_list" in doc:  # IFEval: the instructions `--judge ifeval` checks
+        from rlctl.backends.judges.ifeval import reference_of
+
+        return reference_of(doc)
     if isinstance(target, str) and "####" in target:
         return final_answer(target)
     if isinstance(target, list):

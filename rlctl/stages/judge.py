@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "endpoint": None,
     "concurrency": 8,
     "rm_model": None,
+    "ifeval_mode": "strict",
     "batch_size": 64,
     "pairs": False,
 }
@@ -172,13 +173,18 @@ def report_verdicts(run: Any, judges: WeightedJudge) -> None:
     for j, _ in judges.judges:
         missing = j.report().get("no_reference", 0) if hasattr(j, "report") else 0
         if missing and not j.total():
+            hint = (
+                "compare the samples of each prompt with --llm-mode samples"
+                if j.name == "llm"
+                else "judge records that carry one (e.g. pulled with 'rlctl data pull')"
+            )
             raise BadInput(
-                f"{j.name}: no record has a reference answer to compare with, so every reward "
-                "would be null; compare the samples of each prompt with --llm-mode samples"
+                f"{j.name}: no record has a reference to compare with, so every reward "
+                f"would be null; {hint}"
             )
         if missing:
             log.warning("%s: %g records have no reference (null rewards)", j.name, missing)
-        if not hasattr(j, "total") or not j.total():
+        if not hasattr(j, "total") or not j.total() or "unreadable" not in j.report():
             continue
         bad, total = j.report()["unreadable"], j.total()
         line = f"{j.name}: {bad:g} of {total} verdicts unreadable (null rewards, not ties)"

@@ -16,7 +16,7 @@ from typing import Any
 from rlctl.backends.judges.base import Judge, Score, completion_text
 from rlctl.errors import BadInput
 
-NAMES = ("math", "format", "code", "llm", "rm")
+NAMES = ("math", "format", "code", "llm", "rm", "ifeval")
 
 
 def parse_route(spec: str) -> tuple[str | None, str]:
@@ -89,6 +89,10 @@ def build(name: str, options: dict[str, Any]) -> Judge:
             constrain=bool(o.get("llm_constrain")),
             max_tokens=int(o.get("llm_max_tokens") or 512),
         )
+    if name == "ifeval":
+        from rlctl.backends.judges.ifeval import IFEvalJudge
+
+        return IFEvalJudge(mode=o.get("ifeval_mode") or "strict")
     if name == "rm":
         if not o.get("rm_model"):
             raise BadInput("--judge rm needs --rm-model PATH (a sequence-classification model)")
@@ -212,7 +216,7 @@ def build_all(
     specs: Sequence[str], options: dict[str, Any], route_by: str = "source"
 ) -> WeightedJudge:
     if not specs:
-        raise BadInput("no judge: pass --judge NAME (math, format, code, llm, rm)")
+        raise BadInput(f"no judge: pass --judge NAME ({', '.join(NAMES)})")
     parsed = [(parse_route(s)[0], *parse_spec(s)) for s in specs]
     keys = [(route, name) for route, name, _ in parsed]
     if len(set(keys)) != len(keys):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlctl.stages.sources import gsm8k, hh_rlhf, mbpp
+from rlctl.stages.sources import gsm8k, hh_rlhf, ifeval, mbpp
 
 # (row, index, split, where, subset) -> record
 Convert = Callable[[dict[str, Any], int, str, str, str | None], dict[str, Any]]
@@ -69,6 +69,17 @@ SOURCES: dict[str, Source] = {
             keep=mbpp.keep,
             hub_kwargs=lambda subset: {"name": subset or "full"},
             splits=("train", "test", "validation", "prompt", "all"),
+        ),
+        # IFEval's one split is called `train` on the hub (lm-eval scores it as its test set)
+        Source(
+            "ifeval",
+            "prompt",
+            "google/IFEval",
+            "train",
+            "ifeval-sample.jsonl",
+            "train",
+            ifeval.convert,
+            splits=("train",),
         ),
     )
 }
