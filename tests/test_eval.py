@@ -3,6 +3,7 @@ are known: one over-fitted on four GSM8K items (scores 1.0) and one with random 
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import orjson
@@ -152,13 +153,21 @@ def test_few_shot_examples_come_from_the_tasks_own_split(
     rlctl: Runner, sql, tiny_model: Path, tmp_path: Path
 ) -> None:
     """lm-eval draws gsm8k's examples from train; they used to come from the test documents
-    when only test data was given, so 8-shot numbers were not comparable to published ones."""
+    when only test data was given, so 8-shot numbers were not comparable to published ones.
+    rlctl bundles GSM8K's whole train split, so that is the default pool; a stored pull of the
+    split comes first, and a task without a pool stops (test_eval_suite's hendrycks_math)."""
     test = tmp_path / "test.jsonl"
     test.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in _docs()))
     args = ("eval", "gsm8k", "--model", str(tiny_model), *GEN, "--data", str(test))
     r = rlctl(*args, "--shots", "2", timeout=300)
-    line = r.stderr.decode().strip().splitlines()[-1]
-    assert r.returncode == 2 and "from the 'train' split, and none is given" in line, line
+    assert r.returncode == 0, r.stderr.decode()
+    train_rows = gzip.decompress((SAMPLES / "gsm8k-train.jsonl.gz").read_bytes()).splitlines()
+    bundled = {orjson.loads(x)["question"] for x in train_rows}
+    for s in jsonl(r.stdout):
+        shots = s["prompt"].split("Question: ")[1:-1]
+        assert len(shots) == 2 and all(q.split("\nAnswer:")[0] in bundled for q in shots)
+    (data,) = {x["data"] for x in sql("SELECT DISTINCT data FROM evals")}
+    assert "few-shot: file:" in data and data.endswith("gsm8k-train.jsonl.gz")
     train = tmp_path / "train.jsonl"
     train.write_bytes(
         b"".join(orjson.dumps({**d, "question": f"TRAIN {d['question']}"}) + b"\n" for d in _docs())
@@ -173,7 +182,7 @@ def test_few_shot_examples_come_from_the_tasks_own_split(
         x["data"]
         for x in sql(f"SELECT DISTINCT data FROM evals WHERE run_id = '{samples[0]['run_id']}'")
     }
-    assert data.endswith(f"few-shot: store:{train_run}")
+    assert data.endswith(f"few-shot: store:{train_run}")  # the stored pull before the bundle
     r = rlctl(*args, "--shots", "2", "--fewshot-data", "test", timeout=300)
     assert r.returncode == 0, r.stderr.decode()
     assert "few-shot: TEST documents" in r.stderr.decode()

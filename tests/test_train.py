@@ -567,3 +567,18 @@ def test_kill_during_a_checkpoint_save_resumes_from_the_last_complete_one(
         "ORDER BY step"
     )
     assert [x["step"] for x in steps] == [2, 3]
+
+
+def test_grpo_mixes_math_and_ifeval_rewards_by_source(rlctl: Runner, sql, tiny_model: Path) -> None:
+    """The RLVR lab's mixed run: GSM8K prompts get the math reward, IFEval prompts lm-eval's
+    IFEval checkers, each only on its own records."""
+    r = rlctl(
+        shell=f"( $RLCTL data pull gsm8k --sample --limit 4; $RLCTL data pull ifeval --sample --limit 4 ) | $RLCTL train grpo --model {tiny_model} --reward gsm8k:math --reward ifeval:ifeval --max-steps 2 --set trainer.max_completion_length=16"
+    )
+    assert r.returncode == 0, r.stderr
+    samples = sql("SELECT id, rewards FROM train_samples")
+    assert {s["id"].split("/")[0] for s in samples} == {"gsm8k", "ifeval"}
+    for s in samples:
+        mine = "gsm8k:math" if s["id"].startswith("gsm8k/") else "ifeval:ifeval"
+        other = "ifeval:ifeval" if mine == "gsm8k:math" else "gsm8k:math"
+        assert s["rewards"][mine] is not None and s["rewards"][other] is None, s

@@ -101,9 +101,9 @@ ADAPTERS = {
 # Where a task's data is: the test split a task names, in the columns of the hub dataset it
 # names. Offline, `hendrycks_math` (a group of one task per subject, each reading its own
 # `dataset_name`) reads one file and gives each subject its documents by this field.
-GROUP_FIELDS = {
+GROUP_FIELDS = {  # (the fields that may hold it: MATH's `type`, MATH-500's `subject`; its key)
     "EleutherAI/hendrycks_math": (
-        "type",
+        ("type", "subject"),
         lambda v: str(v).lower().replace(" & ", "_and_").replace(" ", "_"),
     ),
 }
@@ -332,10 +332,11 @@ def write_group_yaml(
         with path.open("rb") as f:
             for n, line in enumerate(f, 1):
                 doc = orjson.loads(line)
-                value = key(doc.get(field))
+                raw = next((doc[f] for f in field if doc.get(f) is not None), None)
+                value = key(raw)
                 if value not in by_name:
                     raise BadInput(
-                        f"{path}:{n}: {field} {doc.get(field)!r} is none of {group.name}'s "
+                        f"{path}:{n}: {'/'.join(field)} {raw!r} is none of {group.name}'s "
                         f"subjects ({', '.join(sorted(by_name))})"
                     )
                 parts.setdefault(value, []).append(line)
@@ -356,7 +357,7 @@ def write_group_yaml(
             continue
         if fewshot is not None and value not in shots_files:
             raise BadInput(
-                f"eval {group.name}: the few-shot data has no {field} {value!r} documents for "
+                f"eval {group.name}: the few-shot data has no {value!r} documents for "
                 f"{member.name}; give a few-shot file with every subject"
             )
         pool = sizes["fewshot"][value] if fewshot is not None else None
