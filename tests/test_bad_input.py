@@ -70,7 +70,10 @@ CASES = [
     # a record of the wrong kind, to every stage that reads records
     ("rollout -i pairs.jsonl --model TINY -n 1", "this is a pair record"),
     ("eval gsm8k --model TINY --data pairs.jsonl --shots 0", "a pair record, not a prompt"),
-    ("eval gsm8k --model TINY --data p.jsonl --shots 8", "from the 'train' split, and none"),
+    (
+        "eval gsm8k --model TINY --data p.jsonl --shots 8 --fewshot-data test",
+        "8 shots need at least 8 examples",
+    ),
     ("compare-logprobs -i pairs.jsonl --model TINY", "this is a pair record"),
     ("train dpo -i p.jsonl --model TINY --max-steps 1", "field 'chosen': missing"),
     ("data pull gsm8k --from pairs.jsonl", "field 'question': missing"),

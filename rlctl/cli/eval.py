@@ -146,8 +146,9 @@ def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> 
         link_model(run, conf, endpoint)
         from rlctl.stages.evaluate import make_lm
 
-        lm = make_lm(conf)
-        scores, samples = _evaluate_task(run, info, conf, manager, lm, offline, "task")
+        task = _task_and_data(store, run, info, conf, offline, manager)  # bad data: before
+        lm = make_lm(conf)  # the model loads
+        scores, samples = _evaluate_task(run, info, conf, task, lm, "task")
         _finish(run, conf, scores, samples, output)
 
 
@@ -198,11 +199,15 @@ def suite(ctx: click.Context, file: str, output: str | None, **_: object) -> Non
         link_model(run, conf, endpoint)
         from rlctl.stages.evaluate import make_lm
 
+        tasks = [
+            _task_and_data(store, run, info, c, offline, manager, f"task-{i}")
+            for i, (c, info, offline) in enumerate(prepared)
+        ]
         lm = make_lm(conf)
         scores, samples = [], []
-        for i, (task_conf, info, offline) in enumerate(prepared):
+        for i, ((task_conf, info, _), task) in enumerate(zip(prepared, tasks, strict=True)):
             log.info("eval suite %s: %s (%d of %d)", name, info.name, i + 1, len(prepared))
-            got = _evaluate_task(run, info, task_conf, manager, lm, offline, f"task-{i}")
+            got = _evaluate_task(run, info, task_conf, task, lm, f"task-{i}")
             scores += got[0]
             samples += got[1]
         _finish(run, conf, scores, samples, output, suite=True)
@@ -381,18 +386,17 @@ def _evaluate_task(
     run: Run,
     info: Any,
     conf: dict[str, Any],
-    manager: Any,
+    task: tuple[str, Any, Any],
     lm: Any,
-    offline: bool,
     slot: str,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """One task through lm-eval: (score records, sample records); its raw results.json and,
-    offline, its generated task files are artifacts named after `slot`."""
+    """One task (`_task_and_data`'s spec, data and manager) through lm-eval: (score records,
+    sample records); its raw results.json is an artifact named after `slot`."""
     import orjson
 
     from rlctl.stages.evaluate import evaluate, sample_records, score_records
 
-    spec, data, manager = _task_and_data(run.store, run, info, conf, offline, manager, slot)
+    spec, data, manager = task
     model = str(conf["model"])
     run.info["config"]["model"] = model
     results = evaluate(spec, manager, lm, conf, sandbox_code=info.unsafe_code)
