@@ -150,8 +150,18 @@ def test_ifeval_offline_and_the_judge_equal_lm_eval_per_sample(
         r = rlctl("judge", "--judge", "ifeval", "--ifeval-mode", mode, "-i", str(out))
         assert r.returncode == 0, r.stderr.decode()
         judged[mode] = jsonl(r.stdout)
+    # Prompt 1122 asks for four '#'; upstream's letter checker takes only a-z and so checks a
+    # random letter on every call: lm-eval's own score for it is random. The judge flags it
+    # (and checks it under a fixed seed); every other prompt must match lm-eval exactly.
+    flagged = {r["meta"]["doc_id"] for r in judged["strict"] if "random_args" in r["verdict"]}
+    keys = [
+        orjson.loads(x)["key"] for x in (SAMPLES / "ifeval-sample.jsonl").read_bytes().splitlines()
+    ]
+    assert {keys[i] for i in flagged} == {1122}
     for mode, records in judged.items():
         for rec, sample in zip(records, samples, strict=True):
+            if rec["meta"]["doc_id"] in flagged:
+                continue
             lm = sample["meta"]["lm_eval"]["none"]
             assert rec["reward"] == float(lm[f"prompt_level_{mode}_acc"])
             assert rec["verdict"][mode] == lm[f"inst_level_{mode}_acc"]
@@ -168,7 +178,8 @@ def test_ifeval_offline_and_the_judge_equal_lm_eval_per_sample(
             "AND name LIKE 'ifeval/%level%'"
         )
     }
-    assert metrics == pytest.approx(scores)
+    # aggregates over the same completions: equal up to the one random-argument prompt
+    assert metrics == pytest.approx(scores, abs=1 / 32)
 
 
 def test_ifeval_reward_reads_pulled_prompt_records(rlctl: Runner, tmp_path: Path) -> None:

@@ -5,6 +5,12 @@ them), called unchanged, so a reward here equals lm-eval's per-sample IFEval sco
 completion. rlctl only supplies what those checkers need offline: NLTK's English Punkt files,
 bundled, which lm-eval would otherwise try to download at import.
 
+Upstream draws an instruction's missing or invalid argument at random (IFEval prompt 1122 asks
+for at least four '#', and the letter checker only takes a-z, so it picks a random letter on
+every call): lm-eval's score for such a prompt depends on the random state. The judge checks
+every record under a fixed seed, so a reward is reproducible, and names such instructions in
+the verdict (`random_args`) and the run's metrics.
+
 The instructions travel in the record's `reference`: a JSON object (or its text, so it fits
 every reference column) with IFEval's own fields `instruction_id_list`, `kwargs` and `prompt`,
 as `rlctl data pull ifeval` and `rlctl eval ifeval` write it.
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 from collections.abc import Sequence
 from importlib.resources import files
@@ -76,7 +83,8 @@ class IFEvalJudge:
         self.known = set(instructions_registry.INSTRUCTION_DICT)
         self.mode = mode
         self.name = "ifeval"
-        self.counts = {"prompts": 0, "no_reference": 0}
+        self.registry = instructions_registry.INSTRUCTION_DICT
+        self.counts = {"prompts": 0, "no_reference": 0, "random_args": 0}
         self.followed = {m: [0, 0] for m in MODES}  # prompt level: followed, scored
         self.instructions = {m: [0, 0] for m in MODES}  # instruction level
 
@@ -101,10 +109,20 @@ class IFEvalJudge:
                 kwargs=spec["kwargs"],
             )
             response = completion_text(rec.get("completion"))
-            strict = self.utils.test_instruction_following_strict(inp, response)
-            loose = self.utils.test_instruction_following_loose(inp, response)
+            state = random.getstate()
+            try:
+                drawn = self._random_args(spec)
+                random.seed(0)
+                strict = self.utils.test_instruction_following_strict(inp, response)
+                random.seed(0)
+                loose = self.utils.test_instruction_following_loose(inp, response)
+            finally:
+                random.setstate(state)
             self.counts["prompts"] += 1
             verdict: dict[str, Any] = {"instructions": spec["instruction_id_list"]}
+            if drawn:
+                verdict["random_args"] = drawn
+                self.counts["random_args"] += 1
             for mode, result in (("strict", strict), ("loose", loose)):
                 per = [bool(x) for x in result.follow_instruction_list]
                 verdict[mode] = per
@@ -116,13 +134,31 @@ class IFEvalJudge:
             out.append((1.0 if verdict[f"prompt_{self.mode}"] else 0.0, verdict))
         return out
 
+    def _random_args(self, spec: dict[str, Any]) -> list[str]:
+        """The instructions whose arguments upstream would draw at random for this record."""
+        drawn = []
+        for iid, kwargs in zip(spec["instruction_id_list"], spec["kwargs"], strict=True):
+            given = {k: v for k, v in (kwargs or {}).items() if v}
+            built = set()
+            for seed in (1, 2):
+                random.seed(seed)
+                instruction = self.registry[iid](iid)
+                instruction.build_description(**given)
+                built.add(repr(instruction.get_instruction_args()))
+            if len(built) > 1:
+                drawn.append(iid)
+        return drawn
+
     def total(self) -> int:
         return self.counts["prompts"]
 
     def report(self) -> dict[str, float]:
         """lm-eval's four IFEval scores over what this judge saw, and the records without
         instructions (null rewards)."""
-        out: dict[str, float] = {"no_reference": self.counts["no_reference"]}
+        out: dict[str, float] = {
+            "no_reference": self.counts["no_reference"],
+            "random_args": self.counts["random_args"],
+        }
         for mode in MODES:
             done, n = self.followed[mode]
             if n:
