@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.conftest import FIXTURES, Runner, jsonl, shared
@@ -268,3 +269,32 @@ def test_several_generic_files_number_on(rlctl: Runner, tmp_path: Path) -> None:
         ("mine/train/1", "train"),
         ("mine/test/2", "test"),
     ]
+
+
+def test_synthetic_arithmetic_is_deterministic_held_out_and_scored_by_math(
+    rlctl: Runner, tmp_path: Path
+) -> None:
+    """`synth:arith` (issue 13's learning task): generated, the same on every machine, a test
+    split disjoint from train, references the `math` judge checks."""
+    train = jsonl(rlctl("data", "pull", "synth:arith").stdout)
+    test = jsonl(rlctl("data", "pull", "synth:arith", "--split", "test").stdout)
+    again = jsonl(rlctl("data", "pull", "synth:arith", "--split", "test").stdout)
+    assert (len(train), len(test)) == (7600, 500)
+    assert [r["id"] for r in test] == [r["id"] for r in again]
+    assert not {r["id"] for r in train} & {r["id"] for r in test}
+    for r in test[:50]:
+        assert int(r["reference"]) == r["meta"]["a"] + r["meta"]["b"]
+    rollouts = tmp_path / "r.jsonl"
+    rollouts.write_bytes(
+        b"".join(
+            orjson.dumps(
+                {**r, "completion": r["meta"]["solution"] if i % 2 else "#### 7", "sample": 0}
+            )
+            + b"\n"
+            for i, r in enumerate(test[:10])
+        )
+    )
+    judged = jsonl(rlctl("judge", "--judge", "math", "-i", str(rollouts)).stdout)
+    assert [j["reward"] for j in judged] == [0.0, 1.0] * 5
+    bad = rlctl("data", "pull", "synth:arith", "--sample")
+    assert bad.returncode == 2 and "is generated" in bad.stderr.decode()

@@ -36,12 +36,16 @@ Examples:
   rlctl data pull gsm8k --from gsm8k/test.jsonl | wc -l  # the original file -> 1319 records
   rlctl data pull hh-rlhf --from helpful-base-test.jsonl.gz -o pairs.parquet
   rlctl data pull mbpp --from mbpp.jsonl --split test --limit 50
+  rlctl data pull ifeval --sample                       # 32 bundled IFEval prompts
+  rlctl data pull synth:arith --split test              # generated 2-digit additions
   rlctl data pull org/dataset --split train --field prompt=question --field reference=answer
 
 \b
 Known datasets: gsm8k (prompt; reference = the number after ####), hh-rlhf (pair; split at
-the last Assistant turn), mbpp (prompt; reference = the test asserts). Anything else is a hub id
-or a local file (.jsonl, .jsonl.gz, .json, .parquet, .csv) mapped with --field.
+the last Assistant turn), mbpp (prompt; reference = the test asserts), ifeval (prompt;
+reference = the instructions, for --judge ifeval). Generated: synth:arith (7,600 train / 500
+held-out additions, reference = the sum). Anything else is a hub id or a local file (.jsonl,
+.jsonl.gz, .json, .parquet, .csv) mapped with --field.
 """
 
 
