@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,19 +127,31 @@ def check_keys(
     where: str,
     open_sections: Iterable[str] = (),
     prefix: str = "",
+    section_keys: Mapping[str, Callable[[], Iterable[str]]] | None = None,
 ) -> None:
+    """Unknown keys are one line with the nearest known key; a key that belongs to an open
+    section (`num_generations`, which is TRL's `trainer.num_generations`) is named there.
+    `section_keys` gives an open section's keys, asked only when a key is unknown."""
     open_set = set(open_sections)
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if key not in defaults:
             hint = difflib.get_close_matches(str(key), [str(k) for k in defaults], n=1)
             did = f"; did you mean '{prefix}{hint[0]}'?" if hint else ""
+            for section, keys in (section_keys or {}).items() if not prefix else ():
+                known_there = set(keys())
+                near = difflib.get_close_matches(str(key), sorted(known_there), n=1)
+                if str(key) in known_there or near:
+                    did = f"; did you mean '{section}.{key if key in known_there else near[0]}'?"
+                    break
             known = ", ".join(sorted(str(k) for k in defaults))
             raise BadInput(f"{where}: unknown key {dotted!r}{did} (known: {known})")
         if dotted in open_set:
             continue
         if isinstance(defaults[key], Mapping) and defaults[key] and isinstance(value, Mapping):
             check_keys(value, defaults[key], where, open_set, prefix=f"{dotted}.")
+        elif isinstance(defaults[key], Mapping) and defaults[key] and dotted not in open_set:
+            raise BadInput(f"{where}: {dotted!r} is a section; set its keys, e.g. {dotted}.KEY=…")
 
 
 def resolve(
@@ -149,14 +161,15 @@ def resolve(
     sets: Iterable[str] = (),
     flags: Mapping[str, Any] | None = None,
     open_sections: Iterable[str] = (),
+    section_keys: Mapping[str, Callable[[], Iterable[str]]] | None = None,
 ) -> dict[str, Any]:
     """The config a run actually used; it is saved whole into run.json."""
     config = dict(defaults)
     if file:
         from_file = load_file(file)
-        check_keys(from_file, defaults, str(file), open_sections)
+        check_keys(from_file, defaults, str(file), open_sections, section_keys=section_keys)
         config = merge(config, from_file)
     from_sets = parse_sets(sets)
-    check_keys(from_sets, defaults, "--set", open_sections)
+    check_keys(from_sets, defaults, "--set", open_sections, section_keys=section_keys)
     config = merge(config, from_sets)
     return merge(config, flags or {})

@@ -582,3 +582,41 @@ def test_grpo_mixes_math_and_ifeval_rewards_by_source(rlctl: Runner, sql, tiny_m
         mine = "gsm8k:math" if s["id"].startswith("gsm8k/") else "ifeval:ifeval"
         other = "ifeval:ifeval" if mine == "gsm8k:math" else "gsm8k:math"
         assert s["rewards"][mine] is not None and s["rewards"][other] is None, s
+
+
+def test_grpo_llm_reward_reads_its_own_section_not_the_policy_model(
+    rlctl: Runner, tiny_model: Path
+) -> None:
+    """`--reward llm` used to take the *policy* (`--model`) as the judge model: the trainer's
+    whole config went to the judges. Each judge now reads its own section."""
+    from tests.chat_server import ChatServer
+
+    with ChatServer() as server:
+        r = rlctl(
+            shell=f"$RLCTL data pull gsm8k --sample --limit 2 | $RLCTL train grpo --model {tiny_model} --reward llm --max-steps 1 --set trainer.max_completion_length=8 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2 --set judge.llm.model=JUDGE-J --set judge.llm.base_url={server.url}"
+        )
+        models = {req["model"] for req in server.requests}
+    assert r.returncode == 0, r.stderr
+    assert models == {"JUDGE-J"}
+
+
+def test_grpo_rm_reward_is_configured_in_its_section(
+    rlctl: Runner, sql, tiny_model: Path, tmp_path: Path
+) -> None:
+    from tests.tiny_models import tiny_reward_model
+
+    rm = tiny_reward_model(tmp_path / "rm")
+    r = rlctl(
+        shell=f"$RLCTL data pull gsm8k --sample --limit 2 | $RLCTL train grpo --model {tiny_model} --reward rm --max-steps 1 --set trainer.max_completion_length=8 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2 --set judge.rm.model={rm}"
+    )
+    assert r.returncode == 0, r.stderr
+    rewards = [s["rewards"]["rm"] for s in sql("SELECT rewards FROM train_samples")]
+    assert rewards and all(isinstance(x, float) for x in rewards)
+    (cfg,) = sql("SELECT config FROM runs WHERE command = 'train grpo'")
+    assert cfg["config"]["judge"]["rm"]["model"] == str(rm)  # the run records what it used
+    # a TRL setting given at the top level is named where it belongs
+    bad = rlctl(
+        shell=f"$RLCTL data pull gsm8k --sample --limit 2 | $RLCTL train grpo --model {tiny_model} --set num_generations=8"
+    )
+    assert bad.returncode == 2
+    assert "did you mean 'trainer.num_generations'?" in bad.stderr.decode().splitlines()[-1]

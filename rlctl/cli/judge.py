@@ -125,7 +125,11 @@ def judge(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_: 
         if not any(parse_spec(s)[0] == "llm" for s in conf["judge"]):
             raise BadInput("--endpoint is for --judge llm (the judge model's server)")
         endpoint = resolve_endpoint(store, conf)
-    judges = build_all(conf["judge"], {**conf, "cache_dir": store.root / "cache" / "llm"})
+    from rlctl.backends.judges.options import judge_section
+
+    flat = {**conf, "cache_dir": str(store.root / "cache" / "llm")}
+    section = judge_section(None, flat, DEFAULTS, extra={"model": ("llm", "model")})
+    judges = build_all(conf["judge"], section)
     with Run(store, command_name(ctx), config=conf) as run:
         try:
             link_model(run, {"backend": "openai"}, endpoint)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from rlctl.backends.judges.options import JUDGE_DEFAULTS, judge_section
 from rlctl.cli.common import (
     command_name,
     config_options,
@@ -47,6 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "resume": None,  # a run id or 'latest': continue from its newest checkpoint
     "report_to": [],  # passed to TRL too: wandb, trackio, tensorboard
     "trainer": {},  # passed through to TRL's SFTConfig / DPOConfig / GRPOConfig
+    # grpo: each reward judge's own options (judge.llm.model, judge.rm.model, judge.code.timeout)
+    "judge": JUDGE_DEFAULTS,
 }
 EPILOG = """\b
 Examples:
@@ -108,7 +111,11 @@ def _run(ctx: click.Context, kind: str, inputs: tuple[str, ...]) -> None:
     from rlctl.train.ranks import Ranks
     from rlctl.train.runner import fit, prepare, setup
 
-    conf = resolve_config(ctx, DEFAULTS, open_sections=["trainer"])
+    conf = resolve_config(
+        ctx, DEFAULTS, open_sections=["trainer"], section_keys={"trainer": lambda: trl_keys(kind)}
+    )
+    # the flat reward keys (--math-mode, format_regex) are the judges' sections' too
+    conf["judge"] = judge_section(conf["judge"], conf, DEFAULTS)
     if not conf["model"]:
         raise BadInput(f"train {kind} needs --model")
     if conf["max_steps"] is not None:
@@ -149,6 +156,16 @@ def _run(ctx: click.Context, kind: str, inputs: tuple[str, ...]) -> None:
         ranks.share(job)
         out = fit(run, kind, conf, job, built)
     log.info("%s checkpoint -> %s (run %s)", kind, out, run.run_id)
+
+
+def trl_keys(kind: str) -> list[str]:
+    """The settings of TRL's config class for `kind` (imported only to name a mistyped key)."""
+    import dataclasses
+
+    from trl import DPOConfig, GRPOConfig, SFTConfig
+
+    cls = {"sft": SFTConfig, "grpo": GRPOConfig}.get(kind, DPOConfig)
+    return [f.name for f in dataclasses.fields(cls)]
 
 
 def _follow(store: Store, kind: str, conf: dict[str, Any], ranks: Ranks) -> None:

@@ -24,7 +24,7 @@ def reward_functions(
         name, weight = parse_spec(spec)
         # the weight goes to TRL's reward_weights; a routed function returns None for the
         # records of other sources, which TRL leaves out of that sample's weighted sum
-        funcs.append(reward_function(name if route is None else f"{route}:{name}", **options))
+        funcs.append(reward_function(name if route is None else f"{route}:{name}", options))
         names.append(name if route is None else f"{route}:{name}")
         weights.append(weight)
     if funcs:

@@ -152,7 +152,9 @@ def setup(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job) -> Set
         from rlctl.train.callbacks import SampleLog
         from rlctl.train.grpo import reward_functions
 
-        funcs, names, args.reward_weights = reward_functions(conf["reward"], conf)
+        # the judges' own sections (resolved with the config), never the trainer's keys:
+        # its `model` is the policy, not the llm judge's model
+        funcs, names, args.reward_weights = reward_functions(conf["reward"], conf["judge"])
         writer = run.artifact("samples", "train_sample") if isinstance(run, Run) else None
         samples = SampleLog(writer, int(conf["log_every"]), names, args.reward_weights, run.run_id)
         if conf.get("kl_target") and not args.beta:

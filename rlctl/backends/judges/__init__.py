@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from math import isfinite
 from typing import Any
 
@@ -57,48 +57,56 @@ def parse_spec(spec: str) -> tuple[str, float]:
     return name, w
 
 
-def build(name: str, options: dict[str, Any]) -> Judge:
-    """One judge from its name and the (flat) judge options of the resolved config."""
-    o = options
+def build(name: str, options: Mapping[str, Any] | None = None) -> Judge:
+    """One judge from its name and the judges' sections (`options.judge_section`): each judge
+    reads its own section only (`llm` its `model`), so no other setting can leak into it."""
+    from rlctl.backends.judges.options import judge_section
+
+    o = judge_section(options)
     if name == "math":
         from rlctl.backends.judges.math import MathJudge
 
-        return MathJudge(mode=o.get("mode") or "auto")
+        return MathJudge(mode=o["math"]["mode"] or "auto")
     if name == "format":
         from rlctl.backends.judges.format import R1_FORMAT, FormatJudge
 
-        return FormatJudge(o.get("format_regex") or R1_FORMAT, bool(o.get("format_search")))
+        return FormatJudge(o["format"]["regex"] or R1_FORMAT, bool(o["format"]["search"]))
     if name == "code":
         from rlctl.backends.judges.code import CodeJudge
 
+        c = o["code"]
         return CodeJudge(
-            workers=o.get("workers"),
-            timeout=float(o.get("timeout") or 5.0),
-            memory_mb=int(o.get("memory_mb") or 1024),
+            workers=c["workers"],
+            timeout=float(c["timeout"] or 5.0),
+            memory_mb=int(c["memory_mb"] or 1024),
         )
     if name == "llm":
         from rlctl.backends.judges.llm import LLMJudge
 
+        c = o["llm"]
         return LLMJudge(
-            base_url=o.get("base_url"),
-            model=o.get("model"),
-            mode=o.get("llm_mode") or "pointwise",
-            concurrency=int(o.get("concurrency") or 8),
-            cache_dir=o.get("cache_dir"),
-            template=o.get("llm_template"),
-            constrain=bool(o.get("llm_constrain")),
-            max_tokens=int(o.get("llm_max_tokens") or 512),
+            base_url=c["base_url"],
+            model=c["model"],
+            mode=c["mode"] or "pointwise",
+            concurrency=int(c["concurrency"] or 8),
+            cache_dir=c["cache_dir"],
+            template=c["template"],
+            constrain=bool(c["constrain"]),
+            max_tokens=int(c["max_tokens"] or 512),
         )
+    if name == "rm":
+        if not o["rm"]["model"]:
+            raise BadInput(
+                "--judge rm needs a reward model: --rm-model PATH (rlctl judge), or "
+                "judge.rm.model (train grpo: --set judge.rm.model=PATH)"
+            )
+        from rlctl.backends.judges.rm import RewardModelJudge
+
+        return RewardModelJudge(o["rm"]["model"], batch_size=int(o["rm"]["batch_size"] or 16))
     if name == "ifeval":
         from rlctl.backends.judges.ifeval import IFEvalJudge
 
-        return IFEvalJudge(mode=o.get("ifeval_mode") or "strict")
-    if name == "rm":
-        if not o.get("rm_model"):
-            raise BadInput("--judge rm needs --rm-model PATH (a sequence-classification model)")
-        from rlctl.backends.judges.rm import RewardModelJudge
-
-        return RewardModelJudge(o["rm_model"], batch_size=int(o.get("batch_size") or 16))
+        return IFEvalJudge(mode=o["ifeval"]["mode"] or "strict")
     return FunctionJudge(name)
 
 
@@ -213,7 +221,7 @@ class WeightedJudge:
 
 
 def build_all(
-    specs: Sequence[str], options: dict[str, Any], route_by: str = "source"
+    specs: Sequence[str], options: Mapping[str, Any] | None = None, route_by: str = "source"
 ) -> WeightedJudge:
     if not specs:
         raise BadInput(f"no judge: pass --judge NAME ({', '.join(NAMES)})")
@@ -224,13 +232,18 @@ def build_all(
     return WeightedJudge([(build(n, options), w, r) for r, n, w in parsed], route_by)
 
 
-def reward_function(spec: str, **options: Any) -> Callable[..., list[float | None]]:
-    """A TRL reward function: `f(completions, prompts=..., **dataset_columns)`.
+def reward_function(
+    spec: str, options: Mapping[str, Any] | None = None, route_by: str = "source"
+) -> Callable[..., list[float | None]]:
+    """A TRL reward function: `f(completions, prompts=..., **dataset_columns)`; `options` are
+    the judges' sections (`{"llm": {"model": ...}}`, defaults for the rest).
 
     TRL passes every extra dataset column (e.g. `reference`) as a keyword list aligned with
     `completions`; they become the record fields the judge reads.
     """
-    judge = build_all([spec], options, options.get("route_by") or "source")
+    from rlctl.backends.judges.options import judge_section
+
+    judge = build_all([spec], judge_section(options), route_by)
 
     def reward(completions: list[Any], prompts: list[Any] | None = None, **kw: Any) -> list:
         n = len(completions)
