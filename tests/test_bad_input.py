@@ -181,20 +181,24 @@ def _record_files(d: Path) -> None:
 def test_a_damaged_run_json_is_listed_not_fatal(rlctl: Runner, store: Path) -> None:
     """A hand-edited run.json used to take `sql`, `runs ls` and `store rebuild` down (a wrong
     type) or vanish without a word (not JSON)."""
-    for _ in range(3):
+    for _ in range(4):
         assert rlctl("data", "pull", "gsm8k", "--sample", "--limit", "1").returncode == 0
-    a, b, _ = sorted((store / "runs").iterdir())
+    a, b, c, _ = sorted((store / "runs").iterdir())
     (a / "run.json").write_text("{torn")
     run = json.loads((b / "run.json").read_text())
+    assert run["format"] == 1  # run.json says which layout it is
     (b / "run.json").write_text(json.dumps({**run, "started_at": 12345}))
+    run = json.loads((c / "run.json").read_text())
+    (c / "run.json").write_text(json.dumps({**run, "format": 2}))
     for cmd in (("store", "rebuild"), ("runs", "ls"), ("sql", "select 1")):
         r = rlctl(*cmd)
         assert r.returncode == 0, (cmd, r.stderr.decode())
     r = rlctl("sql", "select run_id, status, error from runs order by run_id", "--json")
     rows = [json.loads(line) for line in r.stdout.splitlines()]
-    assert [x["status"] for x in rows] == ["damaged", "damaged", "ok"]
+    assert [x["status"] for x in rows] == ["damaged", "damaged", "damaged", "ok"]
     assert "not valid JSON" in rows[0]["error"] and str(a / "run.json") in rows[0]["error"]
     assert "'started_at' has the wrong type" in rows[1]["error"]
+    assert "format 2, written by a newer rlctl" in rows[2]["error"]
 
 
 def test_an_unreadable_input_file_is_named(tmp_path: Path) -> None:

@@ -215,7 +215,7 @@ def suite(ctx: click.Context, file: str, output: str | None, **_: object) -> Non
 
 def _setup(ctx: click.Context, conf: dict[str, Any]) -> tuple[Any, Any, Any]:
     """(store, endpoint, lm-eval's task manager), the command-wide settings checked first."""
-    from rlctl.backends.generation import quiet_transformers
+    from rlctl.logs import quiet_transformers
     from rlctl.net import prefer_offline_hub
     from rlctl.stages.evaluate import quiet_lm_eval
 

@@ -31,7 +31,7 @@ def build_tiny(out: str | Path, seed: int = 0, **overrides: Any) -> dict[str, An
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, Qwen2Config
 
-    from rlctl.backends.generation import quiet_transformers
+    from rlctl.logs import quiet_transformers
 
     quiet_transformers()
 

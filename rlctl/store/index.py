@@ -97,6 +97,7 @@ class QueryResult:
 
 
 _RUN_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "format": (int,),
     "run_id": (str,),
     "command": (str,),
     "status": (str,),
@@ -122,6 +123,13 @@ def _damage(run: Any, rid: str, path: Path) -> str | None:
         return f"run.json is not valid JSON; {fix}"
     if not isinstance(run, dict):
         return f"run.json is not a JSON object; {fix}"
+    from rlctl.store.run import RUN_FORMAT
+
+    if isinstance(run.get("format"), int) and run["format"] > RUN_FORMAT:
+        return (
+            f"run.json is format {run['format']}, written by a newer rlctl (this one reads up "
+            f"to {RUN_FORMAT}); upgrade rlctl to read {path}"
+        )
     for name, types in _RUN_FIELD_TYPES.items():
         value = run.get(name)
         if value is not None and (not isinstance(value, types) or isinstance(value, bool)):

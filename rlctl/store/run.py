@@ -34,6 +34,10 @@ from rlctl.store.redact import redact_argv, redact_text, redact_value
 
 log = logging.getLogger("rlctl")
 
+# run.json's layout version: the files are the truth the index is derived from, so a reader
+# must know which layout it reads. A run.json without `format` is the first layout (1).
+RUN_FORMAT = 1
+
 # Versions recorded in run.json: read from package metadata, never imported (that costs seconds).
 TRACKED_PACKAGES = (
     "rlctl",
@@ -142,6 +146,7 @@ class Run:
         self._old_handlers: dict[int, Any] = {}
         self._lock = threading.Lock()
         self.info: dict[str, Any] = {
+            "format": RUN_FORMAT,
             "run_id": self.run_id,
             "command": command,
             "argv": redact_argv(list(sys.argv[1:] if argv is None else argv)),

@@ -170,8 +170,8 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
     import datasets
     from datasets import Dataset
 
-    from rlctl.backends.generation import quiet_transformers
     from rlctl.backends.generation.hf import load_causal_lm
+    from rlctl.logs import quiet_transformers
     from rlctl.store.run import signals_trapped
     from rlctl.train.callbacks import CheckpointState, StopOnSignal, StoreMetrics
 

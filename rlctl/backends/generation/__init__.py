@@ -101,14 +101,6 @@ def truncate_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def quiet_transformers() -> None:
-    """No download/loading progress bars on stderr: rlctl draws its own."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
 def checkpoint_dtype(model: str | None) -> str | None:
     """The dtype a local checkpoint's config.json declares (None for a hub id)."""
     import json

@@ -9,11 +9,11 @@ from rlctl.backends.generation import (
     Prompt,
     Sampling,
     engine_record,
-    quiet_transformers,
     render,
     truncate_at_stop,
 )
 from rlctl.errors import BadInput
+from rlctl.logs import quiet_transformers
 from rlctl.models.paths import require_model_path
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
