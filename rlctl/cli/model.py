@@ -7,6 +7,7 @@ import logging
 import click
 
 from rlctl.cli.common import command_name, get_store
+from rlctl.errors import BadInput
 from rlctl.store import Run
 
 log = logging.getLogger("rlctl")
@@ -20,22 +21,56 @@ def model() -> None:
 @model.command(
     "tiny",
     epilog="\b\nExamples:\n  rlctl model tiny ./tiny\n"
+    "  rlctl model tiny ./arith --hidden-size 256 --heads 8   # learns synth:arith in minutes\n"
     "  rlctl data pull gsm8k --sample --limit 4 | rlctl rollout --model ./tiny -n 2",
 )
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--seed", type=int, default=0, show_default=True, help="Weight initialisation seed.")
-@click.option("--layers", type=int, default=2, show_default=True, help="Decoder layers.")
+@click.option(
+    "--layers", type=click.IntRange(min=1), default=2, show_default=True, help="Decoder layers."
+)
+@click.option(
+    "--hidden-size",
+    type=click.IntRange(min=32),
+    default=128,
+    show_default=True,
+    help="Width (MLP: twice this).",
+)
+@click.option(
+    "--heads",
+    type=click.IntRange(min=1),
+    help="Attention heads, each of hidden/heads >= 32 (vLLM's CPU kernels) [hidden/32; "
+    "the 128-wide default keeps its 4 heads and 2 KV heads].",
+)
 @click.pass_context
-def tiny(ctx: click.Context, out: str, seed: int, layers: int) -> None:
-    """A random-weight Qwen2 causal LM (~430k parameters, head size 32) with rlctl's bundled
-    tokenizer and Qwen2.5's chat template: loads in transformers and vLLM, downloads nothing."""
+def tiny(
+    ctx: click.Context, out: str, seed: int, layers: int, hidden_size: int, heads: int | None
+) -> None:
+    """A random-weight Qwen2 causal LM (~430k parameters at the defaults, head size 32) with
+    rlctl's bundled tokenizer and Qwen2.5's chat template: loads in transformers and vLLM,
+    downloads nothing."""
     from rlctl.models import build_tiny
+    from rlctl.models.tiny import TINY
 
+    shape: dict[str, int] = {"num_hidden_layers": layers}
+    if hidden_size != TINY["hidden_size"] or heads is not None:
+        heads = heads or hidden_size // 32
+        if hidden_size % heads or hidden_size // heads < 32:
+            raise BadInput(
+                f"--hidden-size {hidden_size} --heads {heads}: the width must split into "
+                "heads of at least 32 each (vLLM's CPU attention), e.g. --hidden-size 256 "
+                "--heads 8"
+            )
+        shape |= {
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
+            "num_attention_heads": heads,
+            "num_key_value_heads": heads,
+        }
     store = get_store(ctx)
-    with Run(
-        store, command_name(ctx), config={"out": out, "seed": seed, "layers": layers}, seed=seed
-    ) as run:
-        summary = build_tiny(out, seed=seed, num_hidden_layers=layers)
+    config = {"out": out, "seed": seed, "layers": layers, "hidden_size": hidden_size}
+    with Run(store, command_name(ctx), config={**config, "heads": heads}, seed=seed) as run:
+        summary = build_tiny(out, seed=seed, **shape)
         run.register_path("model", "model", out)
         run.info["config"]["model"] = summary
         run.metric("parameters", summary["parameters"])

@@ -1,0 +1,83 @@
+"""Training that visibly learns (issue 13): `train sft` from random weights on `synth:arith`
+lifts held-out exact match (by `rollout | judge --judge math`, on sums never trained on) from 0
+to a clear level.
+
+Margin: measured on this 2-core machine with these settings (450 steps, lr 1e-3, batch 32,
+~2 min), held-out accuracy was 0.46 (seed 0) and 0.845 (seed 1); the random-weight model
+scores 0.0 (it never writes a correct `#### N`; format alone would score ~0.005). The bar,
+0.25, sits far above anything but learning and below both seeds. With the learning rate set
+to 0 the model stays the base model and this test fails (checked by running it with
+RLCTL_LEARNING_LR=0: accuracy 0.0).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RLCTL, jsonl
+
+STEPS = 450
+LR = os.environ.get("RLCTL_LEARNING_LR", "1e-3")  # 0 shows the test is about learning
+HELD_OUT = 100
+
+
+def _rlctl(store: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    r = subprocess.run(
+        [*RLCTL.split(), "--store", str(store), *args],
+        input=stdin,
+        capture_output=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    return r.stdout
+
+
+def held_out_accuracy(store: Path, model: Path) -> float:
+    prompts = _rlctl(
+        store, "data", "pull", "synth:arith", "--split", "test", "--limit", str(HELD_OUT)
+    )
+    rollouts = _rlctl(
+        store, "rollout", "--model", str(model), "--temperature", "0", "--max-tokens", "24",
+        stdin=prompts,
+    )  # fmt: skip
+    judged = jsonl(_rlctl(store, "judge", "--judge", "math", stdin=rollouts))
+    assert len(judged) == HELD_OUT
+    return sum(j["reward"] or 0.0 for j in judged) / len(judged)
+
+
+@pytest.fixture(scope="session")
+def arith(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The base model and its SFT checkpoint, trained once per test session."""
+    root = tmp_path_factory.mktemp("arith")
+    store, base = root / "store", root / "base"
+    _rlctl(store, "model", "tiny", str(base), "--hidden-size", "256", "--heads", "8")
+    train = _rlctl(store, "data", "pull", "synth:arith", "--shuffle", "--seed", "0")
+    _rlctl(
+        store, "train", "sft", "--model", str(base), "--target", "meta.solution",
+        "--max-steps", str(STEPS), "--set", f"trainer.learning_rate={LR}",
+        "--set", "trainer.warmup_steps=20", "--set", "trainer.per_device_train_batch_size=32",
+        stdin=train,
+    )  # fmt: skip
+    from rlctl.store import Index, Store
+
+    (path,) = (
+        Index(Store(store))
+        .query(
+            "SELECT a.path FROM artifacts a JOIN runs r USING (run_id) "
+            "WHERE r.command = 'train sft' AND a.kind = 'model'"
+        )
+        .rows[0]
+    )
+    return {"store": store, "base": base, "sft": Path(path)}
+
+
+def test_sft_from_scratch_learns_held_out_addition(arith: dict[str, Path]) -> None:
+    base = held_out_accuracy(arith["store"], arith["base"])
+    sft = held_out_accuracy(arith["store"], arith["sft"])
+    assert base == 0.0
+    assert sft >= 0.25, f"held-out accuracy {sft:.2f} after SFT (base {base:.2f})"
