@@ -41,7 +41,10 @@ rlctl data pull synth:arith --shuffle --seed 0 \
       --set trainer.per_device_train_batch_size=32 2> .demo/sft.log
 SFT=$(rlctl sql --csv "SELECT a.path FROM artifacts a JOIN runs r USING (run_id)
         WHERE r.command = 'train sft' AND a.kind = 'model' ORDER BY r.started_at DESC LIMIT 1" | tail -n 1)
-rlctl runs plot latest --metric loss -o .demo/sft-loss.png
+rlctl runs plot latest --metric loss -o .demo/sft-loss.png > /dev/null 2>&1
+rlctl sql "SELECT step, round(value, 3) AS loss FROM metrics
+           WHERE name = 'loss' AND step % 50 = 1 AND run_id = (SELECT run_id FROM runs
+             WHERE command = 'train sft' ORDER BY started_at DESC LIMIT 1) ORDER BY step"
 
 say "rlctl train grpo --model \$SFT --reward math  (RL from the SFT checkpoint, a few steps)"
 rlctl data pull synth:arith --shuffle --seed 1 --limit 512 \
@@ -50,7 +53,7 @@ rlctl data pull synth:arith --shuffle --seed 1 --limit 512 \
       --set trainer.max_completion_length=24 --set trainer.learning_rate=3e-5 2> .demo/grpo.log
 GRPO=$(rlctl sql --csv "SELECT a.path FROM artifacts a JOIN runs r USING (run_id)
         WHERE r.command = 'train grpo' AND a.kind = 'model' ORDER BY r.started_at DESC LIMIT 1" | tail -n 1)
-rlctl runs plot latest --metric reward -o .demo/reward.png
+rlctl runs plot latest --metric reward -o .demo/reward.png > /dev/null 2>&1
 rlctl sql "SELECT (step - 1) // 10 * 10 + 1 AS from_step, round(avg(reward), 3) AS mean_reward,
                   any_value(completion) AS sample
            FROM train_samples WHERE run_id = (SELECT run_id FROM runs WHERE command = 'train grpo'
