@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make demo`: the main end-to-end job on the embedded store, offline: records, lineage and a
-# tiny model that visibly learns (two-digit addition, from scratch, in about three minutes).
+# tiny model that visibly learns (two-digit addition: SFT from scratch, then GRPO; ~5 minutes).
 set -euo pipefail
 export RLCTL_STORE="${RLCTL_STORE:-$PWD/.rlctl}"
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; }
@@ -46,23 +46,23 @@ rlctl sql "SELECT step, round(value, 3) AS loss FROM metrics
            WHERE name = 'loss' AND step % 50 = 1 AND run_id = (SELECT run_id FROM runs
              WHERE command = 'train sft' ORDER BY started_at DESC LIMIT 1) ORDER BY step"
 
-say "rlctl train grpo --model \$SFT --reward math  (RL from the SFT checkpoint, a few steps)"
-rlctl data pull synth:arith --shuffle --seed 1 --limit 512 \
-  | rlctl train grpo --model "$SFT" --reward math --max-steps 40 \
-      --set trainer.num_generations=8 --set trainer.per_device_train_batch_size=32 \
-      --set trainer.max_completion_length=24 --set trainer.learning_rate=3e-5 2> .demo/grpo.log
+say "rlctl train grpo --model \$SFT --reward math  (RL from the SFT checkpoint: 150 steps of 8 prompts x 8 samples, ~2 min)"
+rlctl data pull synth:arith --shuffle --seed 1 --limit 2000 \
+  | rlctl train grpo --model "$SFT" --reward math --max-steps 150 \
+      --set trainer.num_generations=8 --set trainer.per_device_train_batch_size=64 \
+      --set trainer.max_completion_length=24 --set trainer.learning_rate=5e-5 2> .demo/grpo.log
 GRPO=$(rlctl sql --csv "SELECT a.path FROM artifacts a JOIN runs r USING (run_id)
         WHERE r.command = 'train grpo' AND a.kind = 'model' ORDER BY r.started_at DESC LIMIT 1" | tail -n 1)
 rlctl runs plot latest --metric reward -o .demo/reward.png > /dev/null 2>&1
-rlctl sql "SELECT (step - 1) // 10 * 10 + 1 AS from_step, round(avg(reward), 3) AS mean_reward,
+rlctl sql "SELECT (step - 1) // 30 * 30 + 1 AS from_step, round(avg(reward), 3) AS mean_reward,
                   any_value(completion) AS sample
            FROM train_samples WHERE run_id = (SELECT run_id FROM runs WHERE command = 'train grpo'
                                               ORDER BY started_at DESC LIMIT 1)
            GROUP BY 1 ORDER BY 1"
 
-say "held-out accuracy: rollout | judge --judge math on 200 sums never trained on"
+say "held-out accuracy: rollout | judge --judge math on the 500 sums never trained on"
 for model in .demo/arith "$SFT" "$GRPO"; do
-  rlctl data pull synth:arith --split test --limit 200 \
+  rlctl data pull synth:arith --split test \
     | rlctl rollout --model "$model" --temperature 0 --max-tokens 24 2>> .demo/eval.log \
     | rlctl judge --judge math > /dev/null 2>> .demo/eval.log
 done
