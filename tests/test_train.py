@@ -620,3 +620,13 @@ def test_grpo_rm_reward_is_configured_in_its_section(
     )
     assert bad.returncode == 2
     assert "did you mean 'trainer.num_generations'?" in bad.stderr.decode().splitlines()[-1]
+
+
+def test_beta_dpo_refuses_a_loss_it_would_ignore(rlctl: Runner, tiny_model: Path) -> None:
+    """β-DPO computes its own sigmoid loss; TRL's `loss_type=[sigmoid, sft]` (an SFT term, as
+    RPO) used to be accepted and silently dropped. Refused before the model loads."""
+    r = rlctl(
+        shell=f"$RLCTL data pull hh-rlhf --sample --limit 2 | $RLCTL train beta-dpo --model {tiny_model} --max-steps 1 --set 'trainer.loss_type=[sigmoid, sft]' --set 'trainer.loss_weights=[1.0, 1.0]'"
+    )
+    line = r.stderr.decode().strip().splitlines()[-1]
+    assert r.returncode == 2 and "beta-dpo computes its own sigmoid loss" in line, line

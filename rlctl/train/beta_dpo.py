@@ -166,7 +166,13 @@ def make_trainer_class() -> type:
                 return out
 
             self.data_collator = with_pair_index
+            losses = self.args.loss_type
             unsupported = {
+                "a loss_type other than sigmoid": list(
+                    losses if isinstance(losses, list) else [losses]
+                )
+                != ["sigmoid"],
+                "loss_weights": self.args.loss_weights is not None,
                 "ld_alpha": self.ld_alpha is not None,
                 "f_divergence_type != reverse_kl": self.f_divergence_type != "reverse_kl",
                 "MoE aux loss": self.aux_loss_enabled,

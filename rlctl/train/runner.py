@@ -159,6 +159,14 @@ def setup(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job) -> Set
         samples = SampleLog(writer, int(conf["log_every"]), names, args.reward_weights, run.run_id)
         if conf.get("kl_target") and not args.beta:
             raise BadInput("--kl-target needs a KL term: set --init-kl-coef (> 0)")
+    if kind == "beta-dpo":
+        losses = list(args.loss_type) if isinstance(args.loss_type, list) else [args.loss_type]
+        if losses != ["sigmoid"] or args.loss_weights is not None:
+            raise BadInput(
+                f"beta-dpo computes its own sigmoid loss; trainer.loss_type={losses} and "
+                "trainer.loss_weights would be ignored: remove them, or use 'train dpo' (which "
+                "takes any TRL loss, e.g. loss_type=[sigmoid, sft])"
+            )
     margins = None
     if kind == "beta-dpo" and isinstance(run, Run):
         margins = run.artifact("margins", "margin_log")
