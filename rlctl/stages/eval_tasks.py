@@ -45,13 +45,20 @@ def _gsm8k_doc(rec: dict[str, Any]) -> dict[str, Any]:
     return {"question": _user_text(rec), "answer": answer}
 
 
-def _mbpp_doc(rec: dict[str, Any]) -> dict[str, Any]:
+def _pulled_meta(rec: dict[str, Any], field: str, dataset: str, source: str) -> dict[str, Any]:
+    """The `meta` a `data pull` record carries for its task's columns, or one line saying which
+    field is missing and how to get it."""
     meta = rec.get("meta") or {}
-    if "text" not in meta:
+    if field not in meta:
         raise BadInput(
-            f"record {rec.get('id')}: an MBPP prompt record without meta.text "
-            "(pulled by an older rlctl); pull it again with 'rlctl data pull mbpp'"
+            f"record {rec.get('id', '?')}: {dataset} prompt record without meta.{field} "
+            f"(pulled by an older rlctl?); pull it again with 'rlctl data pull {source}'"
         )
+    return meta
+
+
+def _mbpp_doc(rec: dict[str, Any]) -> dict[str, Any]:
+    meta = _pulled_meta(rec, "text", "MBPP", "mbpp")
     return {
         "task_id": meta.get("task_id"),
         "text": meta["text"],
@@ -63,12 +70,7 @@ def _mbpp_doc(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ifeval_doc(rec: dict[str, Any]) -> dict[str, Any]:
-    meta = rec.get("meta") or {}
-    if "instruction_id_list" not in meta:
-        raise BadInput(
-            f"record {rec.get('id', '?')}: an IFEval prompt record without "
-            "meta.instruction_id_list; pull it with 'rlctl data pull ifeval'"
-        )
+    meta = _pulled_meta(rec, "instruction_id_list", "IFEval", "ifeval")
     return {
         "key": meta.get("key"),
         "prompt": _user_text(rec),
