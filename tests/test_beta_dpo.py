@@ -1,5 +1,5 @@
 """β-DPO: the update rules against numbers worked out by hand, and equality with TRL's
-sigmoid DPO loss when α = 0 and ρ = 0."""
+sigmoid DPO loss (alone or with its SFT term) when α = 0 and ρ = 0."""
 
 from __future__ import annotations
 
@@ -132,10 +132,16 @@ def test_alpha_0_rho_0_is_sigmoid_dpo() -> None:
     assert torch.equal(loss, (-F.logsigmoid(0.1 * m)).mean())
 
 
-def test_trainer_with_alpha_0_rho_0_equals_trl_sigmoid_on_the_same_batch(
-    tiny_model, tmp_path
+@pytest.mark.parametrize(
+    "losses",
+    [{"loss_type": ["sigmoid"]}, {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.5]}],
+)
+def test_trainer_with_alpha_0_rho_0_equals_trl_on_the_same_batch(
+    tiny_model, tmp_path, losses
 ) -> None:
-    """The same batch through TRL's own DPOTrainer (sigmoid) and through BetaDPOTrainer."""
+    """The same batch through TRL's own DPOTrainer and through BetaDPOTrainer: sigmoid alone,
+    and with TRL's SFT term (the negative log-likelihood of the chosen completions, token mean)
+    added with its weight."""
     pytest.importorskip("trl")
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -162,7 +168,7 @@ def test_trainer_with_alpha_0_rho_0_equals_trl_sigmoid_on_the_same_batch(
         bf16=False,
         report_to=[],
         beta=0.1,
-        loss_type=["sigmoid"],
+        **losses,
     )
     trl_trainer = DPOTrainer(
         model=str(tiny_model), args=args, train_dataset=pairs, processing_class=tok

@@ -623,10 +623,62 @@ def test_grpo_rm_reward_is_configured_in_its_section(
 
 
 def test_beta_dpo_refuses_a_loss_it_would_ignore(rlctl: Runner, tiny_model: Path) -> None:
-    """β-DPO computes its own sigmoid loss; TRL's `loss_type=[sigmoid, sft]` (an SFT term, as
-    RPO) used to be accepted and silently dropped. Refused before the model loads."""
+    """β-DPO computes its own sigmoid loss and adds TRL's SFT term when asked
+    (`loss_type=[sigmoid, sft]`, tested equal to TRL's in test_beta_dpo.py); any other TRL loss
+    used to be accepted and silently dropped. Refused before the model loads."""
     r = rlctl(
-        shell=f"$RLCTL data pull hh-rlhf --sample --limit 2 | $RLCTL train beta-dpo --model {tiny_model} --max-steps 1 --set 'trainer.loss_type=[sigmoid, sft]' --set 'trainer.loss_weights=[1.0, 1.0]'"
+        shell=f"$RLCTL data pull hh-rlhf --sample --limit 2 2>/dev/null | $RLCTL train beta-dpo --model {tiny_model} --max-steps 1 --set 'trainer.loss_type=[ipo]'"
     )
     line = r.stderr.decode().strip().splitlines()[-1]
     assert r.returncode == 2 and "beta-dpo computes its own sigmoid loss" in line, line
+    assert "[sigmoid, sft]" in line
+    r = rlctl(
+        shell=f"$RLCTL data pull hh-rlhf --sample --limit 2 2>/dev/null | $RLCTL train beta-dpo --model {tiny_model} --max-steps 1 --set 'trainer.loss_type=[sigmoid, sft]' --set 'trainer.loss_weights=[1.0]'"
+    )
+    line = r.stderr.decode().strip().splitlines()[-1]
+    assert r.returncode == 2 and "loss_weights" in line, line  # TRL's own check, one line
+
+
+def test_held_out_set_is_evaluated_before_and_during_training(
+    rlctl: Runner, sql, tiny_model: Path, tmp_path: Path
+) -> None:
+    """`--eval-input`: TRL evaluates the held-out pairs before the first step and every
+    `--eval-every` steps; the figures are metrics of the run, the file is an input with
+    `via = 'eval'`, and its rows are counted like the training rows. (The rows overlap the
+    training rows here: this checks the wiring; tests/test_learning.py checks held-out gains.)"""
+    held = tmp_path / "held.jsonl"
+    assert (
+        rlctl(shell=f"$RLCTL data pull hh-rlhf --sample --limit 3 -o {held} >/dev/null").returncode
+        == 0
+    )
+    r = rlctl(
+        shell=f"$RLCTL data pull hh-rlhf --sample --limit 4 | $RLCTL train dpo --model {tiny_model} --max-steps 2 --eval-input {held} --eval-every 1"
+    )
+    assert r.returncode == 0, r.stderr
+    steps = sql("SELECT step FROM metrics WHERE name = 'eval_rewards/accuracies' ORDER BY step")
+    assert [x["step"] for x in steps] == [0, 1, 2]
+    (inp,) = sql("SELECT input FROM lineage WHERE via = 'eval'")
+    assert inp["input"] == str(held)
+    (cfg,) = sql("SELECT config FROM runs WHERE command = 'train dpo'")
+    assert cfg["config"]["trainer"]["eval_steps"] == 1
+    (run,) = sql("SELECT run_dir FROM runs WHERE command = 'train dpo'")
+    info = json.loads((Path(run["run_dir"]) / "run.json").read_text())
+    assert info["eval_data"]["rows_in"] == 3 and info["eval_data"]["trained"] == 3
+    # GRPO: the held-out prompts' completions score `eval_reward` and stay out of the samples
+    prompts = tmp_path / "held-prompts.jsonl"
+    pull = f"$RLCTL data pull synth:arith --split test --limit 2 -o {prompts} >/dev/null"
+    assert rlctl(shell=pull).returncode == 0
+    r = rlctl(
+        shell=f"$RLCTL data pull gsm8k --sample --limit 4 | $RLCTL train grpo --model {tiny_model} --max-steps 2 --eval-input {prompts} --eval-every 1 --set trainer.max_completion_length=8 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2"
+    )
+    assert r.returncode == 0, r.stderr
+    steps = sql("SELECT step FROM metrics WHERE name = 'eval_reward' ORDER BY step")
+    assert [x["step"] for x in steps] == [0, 1, 2]
+    samples = sql("SELECT step, id FROM train_samples ORDER BY step")
+    assert [x["step"] for x in samples] == [1, 1, 2, 2]
+    assert all(x["id"].startswith("gsm8k/") for x in samples), samples
+    bad = rlctl(
+        shell=f"$RLCTL data pull hh-rlhf --sample --limit 4 2>/dev/null | $RLCTL train dpo --model {tiny_model} --eval-input -"
+    )
+    assert bad.returncode == 2
+    assert "stdin carries the training records" in bad.stderr.decode().splitlines()[-1]

@@ -212,11 +212,18 @@ def link_model(run: Run, conf: dict[str, Any], endpoint: dict[str, Any] | None) 
 
 
 def open_inputs(
-    store: Store, run: Run, inputs: tuple[str, ...], kind: str, *, validate: bool = True
+    store: Store,
+    run: Run,
+    inputs: tuple[str, ...],
+    kind: str,
+    *,
+    validate: bool = True,
+    via: str | None = None,
 ) -> RecordReader:
     """Records in, with lineage: artifacts link to their run, every record's run_id to its own.
     `kind` picks a run's artifacts; `validate=False` reads records in a foreign shape (an
-    lm-eval task's own columns) without checking them against it."""
+    lm-eval task's own columns) without checking them against it; `via` names the role of an
+    input in the lineage (`eval`: a held-out set) instead of how it was found."""
     refs = list(inputs)
     if not refs:
         if sys.stdin.isatty():
@@ -225,7 +232,7 @@ def open_inputs(
     resolved = resolve_inputs(store, refs, kind=kind)
     for inp in resolved:
         if inp.path != "-":
-            run.add_input(inp.path, inp.run_id, via="artifact" if inp.run_id else "file")
+            run.add_input(inp.path, inp.run_id, via=via or ("artifact" if inp.run_id else "file"))
     reader = RecordReader(
         [i.path for i in resolved],
         kind if validate else None,

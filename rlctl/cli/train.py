@@ -46,6 +46,8 @@ DEFAULTS: dict[str, Any] = {
     "vllm_server_url": None,  # grpo, server mode: e.g. http://node0:8000
     "vllm_endpoint": None,  # grpo, server mode: a `serve vllm --weight-sync` run, or 'latest'
     "resume": None,  # a run id or 'latest': continue from its newest checkpoint
+    "eval_input": None,  # held-out records (same kind as the input), evaluated as training goes
+    "eval_every": None,  # steps between held-out evaluations (trainer.eval_steps) [max_steps/10]
     "report_to": [],  # passed to TRL too: wandb, trackio, tensorboard
     "trainer": {},  # passed through to TRL's SFTConfig / DPOConfig / GRPOConfig
     # grpo: each reward judge's own options (judge.llm.model, judge.rm.model, judge.code.timeout)
@@ -87,6 +89,18 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
         multiple=True,
         type=click.Choice(["wandb", "trackio", "tensorboard"]),
         help="Also log to these trackers (the store always gets everything).",
+    )(f)
+    f = click.option(
+        "--eval-every",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="Evaluate the held-out set every N steps (trainer.eval_steps) [max_steps / 10].",
+    )(f)
+    f = click.option(
+        "--eval-input",
+        metavar="IN",
+        help="Held-out records (as -i, not stdin), evaluated before the first step and every "
+        "--eval-every steps: eval_loss, eval_rewards/accuracies, eval_reward in the metrics.",
     )(f)
     f = click.option(
         "--resume",
@@ -137,18 +151,28 @@ def _run(ctx: click.Context, kind: str, inputs: tuple[str, ...]) -> None:
         return
     with Run(store, command_name(ctx), config=conf, seed=conf["trainer"].get("seed", 0)) as run:
         try:
-            reader = open_inputs(store, run, inputs, "pair" if "dpo" in kind else "prompt")
-            located = reader.located()
-            if kind == "sft":
-                rows = sft_rows(located, conf["target"])
-            elif kind == "grpo":
-                from rlctl.train.grpo import check_reward_routing
+            record_kind = "pair" if "dpo" in kind else "prompt"
 
-                rows = grpo_rows(located)
-                check_reward_routing(rows, list(conf["reward"]), conf["mode"])
-            else:
-                rows = dpo_rows(located)
-            job = prepare(run, kind, conf, rows)
+            def read(refs: tuple[str, ...], via: str | None = None) -> list[dict[str, Any]]:
+                located = open_inputs(store, run, refs, record_kind, via=via).located()
+                if kind == "sft":
+                    return sft_rows(located, conf["target"])
+                if kind == "grpo":
+                    from rlctl.train.grpo import check_reward_routing
+
+                    rows = grpo_rows(located)
+                    check_reward_routing(rows, list(conf["reward"]), conf["mode"])
+                    return rows
+                return dpo_rows(located)
+
+            eval_rows = None
+            if conf["eval_input"]:
+                if conf["eval_input"] == "-":
+                    raise BadInput(
+                        "--eval-input -: stdin carries the training records; pass a file"
+                    )
+                eval_rows = read((conf["eval_input"],), via="eval")
+            job = prepare(run, kind, conf, read(inputs), eval_rows)
             built = setup(run, kind, conf, job)
         except BaseException as e:
             ranks.share(getattr(e, "exit_code", 1))  # the other ranks stop; this one says why

@@ -167,12 +167,14 @@ def make_trainer_class() -> type:
 
             self.data_collator = with_pair_index
             losses = self.args.loss_type
+            losses = list(losses if isinstance(losses, list) else [losses])
+            weights = self.args.loss_weights or [1.0] * len(losses)
+            # the β-DPO term, optionally with TRL's SFT term (the NLL of the chosen completions,
+            # as `train dpo --set 'trainer.loss_type=[sigmoid, sft]'` adds it)
+            self.loss_terms = dict(zip(losses, weights, strict=True))
             unsupported = {
-                "a loss_type other than sigmoid": list(
-                    losses if isinstance(losses, list) else [losses]
-                )
-                != ["sigmoid"],
-                "loss_weights": self.args.loss_weights is not None,
+                "a loss_type other than [sigmoid] or [sigmoid, sft]": losses
+                not in (["sigmoid"], ["sigmoid", "sft"]),
                 "ld_alpha": self.ld_alpha is not None,
                 "f_divergence_type != reverse_kl": self.f_divergence_type != "reverse_kl",
                 "MoE aux loss": self.aux_loss_enabled,
@@ -186,16 +188,18 @@ def make_trainer_class() -> type:
             if "pair_index" not in self._signature_columns:
                 self._signature_columns = [*self._signature_columns, "pair_index"]
 
-        def _logratios(self, model: Any, inputs: dict[str, Any]) -> tuple[Any, Any]:
+        def _logratios(self, model: Any, inputs: dict[str, Any]) -> tuple[Any, Any, Any]:
+            """(chosen, rejected) log-ratios and the chosen completions' mean token NLL."""
             non_model = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps", "pair_index"}
             kwargs = {k: v for k, v in inputs.items() if k not in non_model}
             kwargs["use_cache"] = False
             completion_mask = inputs["completion_mask"]
             seq_len = completion_mask[..., 1:].size(1)
             labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
-            logps = (
-                model(**kwargs, labels=labels, fused_lm_head=True).log_probs[:, -seq_len:].sum(1)
-            )
+            per_token = model(**kwargs, labels=labels, fused_lm_head=True).log_probs[:, -seq_len:]
+            logps = per_token.sum(1)
+            chosen_mask = completion_mask[..., 1:].chunk(2, dim=0)[0].bool()
+            nll = -per_token.chunk(2, dim=0)[0][chosen_mask].mean()
             if self.precompute_ref_logps:
                 ref = torch.cat([inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]])
             else:
@@ -203,17 +207,21 @@ def make_trainer_class() -> type:
                     out = self.ref_model(**kwargs, labels=labels, fused_lm_head=True)
                 ref = out.log_probs[:, -seq_len:].sum(1)
             chosen, rejected = (logps - ref).chunk(2, dim=0)
-            return chosen, rejected
+            return chosen, rejected, nll
 
         def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
             if return_outputs:
                 raise ValueError("beta-dpo does not return model outputs")
             mode = "train" if self.model.training else "eval"
-            chosen, rejected = self._logratios(model, inputs)
+            chosen, rejected, nll = self._logratios(model, inputs)
             margins = chosen - rejected
             all_margins = self.accelerator.gather(margins.detach())
             offset = self.accelerator.process_index * margins.numel()
             loss, info = self.beta_dpo(margins, all_margins, offset)
+            loss = self.loss_terms["sigmoid"] * loss
+            if "sft" in self.loss_terms:
+                loss = loss + self.loss_terms["sft"] * nll
+                self._metrics[mode]["beta_dpo/sft_nll"].append(float(nll))
             for key in ("beta", "kept", "margin_mean", "margin_std", "m0", "sigma"):
                 self._metrics[mode][f"beta_dpo/{key}"].append(float(info[key]))
             # as the official code: rewards are logged with β0, not the batch's β

@@ -63,10 +63,14 @@ class SampleLog(TrainerCallback):
         self.trainer: Any = None
         self._written: Any = None  # the last completion written (held: its id stays unique)
 
-    def on_log(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any
+    ) -> None:
         step = state.global_step
         if self.writer is None or not (step % self.every == 0 or step == 1):
             return
+        if any(k.startswith("eval_") for k in logs or {}):
+            return  # a held-out evaluation (--eval-input): its figures are metrics, not samples
         logs = self.trainer._logs
         if not logs["completion"] or logs["completion"][-1] is self._written:
             return  # nothing generated yet, or a generation shared by several steps
@@ -99,6 +103,13 @@ class SampleLog(TrainerCallback):
                 }
             )
         self.writer.flush()
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        """TRL appends a held-out evaluation's completions to the same log as training's: drop
+        them once the evaluation is over, so the next step's samples are its own."""
+        for value in self.trainer._logs.values():
+            for log_ in value.values() if isinstance(value, dict) else [value]:
+                log_.clear()
 
 
 class AdaptiveKL(TrainerCallback):

@@ -28,6 +28,7 @@ class Job:
     section: dict[str, Any]  # the trainer section as resolved (vLLM keys, fp32 head, β)
     resume: str | None  # the checkpoint `--resume` found
     vllm_model: str | None = None  # colocate + fp32 head: the model view vLLM loads
+    eval_rows: list[dict[str, Any]] | None = None  # --eval-input: held-out rows, same shape
 
 
 @dataclass(frozen=True)

@@ -105,10 +105,19 @@ def _check_field_types(cls: type, section: dict[str, Any]) -> None:
             raise BadInput(f"trainer.{key}: expected {want}, got {value!r:.60}")
 
 
-def prepare(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]]) -> Job:
+def prepare(
+    run: Run,
+    kind: str,
+    conf: dict[str, Any],
+    rows: list[dict[str, Any]],
+    eval_rows: list[dict[str, Any]] | None = None,
+) -> Job:
     """Rank 0's part before any model loads: the trainer section resolved (vLLM server found,
-    fp32 head, β) and the checkpoint `--resume` names, both read from the store."""
+    fp32 head, β, held-out evaluation) and the checkpoint `--resume` names, both read from the
+    store."""
     section = dict(conf.get("trainer") or {})
+    if eval_rows:
+        section |= eval_schedule(section, conf.get("eval_every"))
     if kind == "grpo" and conf["fp32_lm_head"]:
         section["cast_lm_head_to_fp32"] = True  # TRL's own, on policy and reference
     if kind == "grpo" and conf.get("init_kl_coef") is not None:
@@ -120,7 +129,7 @@ def prepare(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]
         require_gpu(conf["vllm_mode"])
     if kind == "sft" and rows and "messages" in rows[0]:
         section.setdefault("assistant_only_loss", _assistant_only_loss(conf["model"]))
-    job = Job(run.run_id, rows, section, _resume_from(run, conf.get("resume")))
+    job = Job(run.run_id, rows, section, _resume_from(run, conf.get("resume")), None, eval_rows)
     if kind == "grpo" and conf.get("vllm_mode") == "colocate" and conf["fp32_lm_head"]:
         from rlctl.models.head_dtype import with_fp32_head
 
@@ -130,6 +139,19 @@ def prepare(run: Run, kind: str, conf: dict[str, Any], rows: list[dict[str, Any]
     run.info["config"] = {**run.info["config"], "trainer": redact_value(section)}
     run.save()
     return job
+
+
+def eval_schedule(section: dict[str, Any], every: int | None) -> dict[str, Any]:
+    """TRL's evaluation settings for `--eval-input`: once before the first step (the "before"
+    figure, `eval_on_start`) and every `every` steps (default: a tenth of max_steps), unless
+    the trainer section sets them itself. Without a schedule TRL would take the held-out set
+    and never evaluate it."""
+    steps = every or section.get("eval_steps") or max(1, int(section.get("max_steps", 500)) // 10)
+    return {
+        "eval_strategy": section.get("eval_strategy", "steps"),
+        "eval_steps": int(steps),
+        "eval_on_start": section.get("eval_on_start", True),
+    }
 
 
 @dataclass
@@ -161,11 +183,11 @@ def setup(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job) -> Set
             raise BadInput("--kl-target needs a KL term: set --init-kl-coef (> 0)")
     if kind == "beta-dpo":
         losses = list(args.loss_type) if isinstance(args.loss_type, list) else [args.loss_type]
-        if losses != ["sigmoid"] or args.loss_weights is not None:
+        if losses not in (["sigmoid"], ["sigmoid", "sft"]):
             raise BadInput(
-                f"beta-dpo computes its own sigmoid loss; trainer.loss_type={losses} and "
-                "trainer.loss_weights would be ignored: remove them, or use 'train dpo' (which "
-                "takes any TRL loss, e.g. loss_type=[sigmoid, sft])"
+                f"beta-dpo computes its own sigmoid loss, optionally with TRL's SFT term; "
+                f"trainer.loss_type={losses} is not that: use [sigmoid] or [sigmoid, sft], or "
+                "'train dpo' (which takes any TRL loss)"
             )
     margins = None
     if kind == "beta-dpo" and isinstance(run, Run):
@@ -201,6 +223,8 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
         "train_dataset": Dataset.from_list(rows),
         "processing_class": tok,
     }
+    if job.eval_rows:
+        common["eval_dataset"] = Dataset.from_list(job.eval_rows)
     state = CheckpointState({})
     if kind == "sft":
         from trl import SFTTrainer
@@ -243,6 +267,16 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
         state.parts["beta_dpo"] = loss
     if kind != "grpo":
         report_data(run, kind, len(rows), trainer.train_dataset, args, float(conf["max_dropped"]))
+        if job.eval_rows:
+            report_data(
+                run,
+                kind,
+                len(job.eval_rows),
+                trainer.eval_dataset,
+                args,
+                float(conf["max_dropped"]),
+                "eval_data",
+            )
     if own_head and getattr(trainer, "ref_model", None) is not None:
         from rlctl.models import enable_fp32_lm_head
 
@@ -274,13 +308,20 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
 
 
 def report_data(
-    run: Run | RankView, kind: str, rows_in: int, dataset: Any, args: Any, max_dropped: float
+    run: Run | RankView,
+    kind: str,
+    rows_in: int,
+    dataset: Any,
+    args: Any,
+    max_dropped: float,
+    name: str = "data",
 ) -> None:
     """TRL drops every example whose prompt alone fills `max_length` (SFT: whose loss tokens
     truncation removed all of), silently, and truncates others; with none left it crashes
     with `num_samples=0`. Count both from the dataset TRL will train on, record them (metrics
-    `data/*`, run.json `data`), say so on stderr, and stop (exit 2, on every rank alike) when
-    nothing, or more than `max_dropped` of the rows, would be left out."""
+    `data/*`, run.json `data`; `eval_data` for the held-out set), say so on stderr, and stop
+    (exit 2, on every rank alike) when nothing, or more than `max_dropped` of the rows, would
+    be left out."""
     kept = len(dataset)
     dropped = rows_in - kept
     limit = getattr(args, "max_length", None)
@@ -300,27 +341,29 @@ def report_data(
             )
     counts = {"rows_in": rows_in, "trained": kept, "dropped": dropped, "truncated": truncated}
     if isinstance(run, Run):
-        for name, value in counts.items():
-            run.metric(f"data/{name}", value)
-        run.info["data"] = {**counts, "max_length": limit}
+        for key, value in counts.items():
+            run.metric(f"{name}/{key}", value)
+        run.info[name] = {**counts, "max_length": limit}
         run.save()
     how = f"trainer.max_length={limit}" if limit is not None else "the model's length"
+    what = "rows" if name == "data" else "held-out rows"
     if dropped or truncated:
         log.warning(
-            "%s of %s rows dropped (the prompt alone fills %s), %s truncated to it",
+            "%s of %s %s dropped (the prompt alone fills %s), %s truncated to it",
             dropped,
+            what,
             rows_in,
             how,
             truncated,
         )
     if kept == 0:
         raise BadInput(
-            f"all {rows_in} rows were dropped: every prompt fills {how}; raise "
+            f"all {rows_in} {what} were dropped: every prompt fills {how}; raise "
             "trainer.max_length or shorten the prompts"
         )
     if rows_in and dropped / rows_in > max_dropped:
         raise BadInput(
-            f"{dropped} of {rows_in} rows ({dropped / rows_in:.0%}) would be dropped because "
+            f"{dropped} of {rows_in} {what} ({dropped / rows_in:.0%}) would be dropped because "
             f"the prompt alone fills {how}; raise trainer.max_length, or pass "
             f"--max-dropped {min(1.0, round(dropped / rows_in + 0.005, 2))} to train on the rest"
         )
