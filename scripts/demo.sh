@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the main end-to-end job on the embedded store, offline: records, lineage and a
 # tiny model that visibly learns (two-digit addition: SFT from scratch, then GRPO and DPO;
-# ~6 minutes).
+# ~7 minutes on 2 cores).
 set -euo pipefail
 export RLCTL_STORE="${RLCTL_STORE:-$PWD/.rlctl}"
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; }
@@ -62,24 +62,40 @@ rlctl sql "SELECT (step - 1) // 30 * 30 + 1 AS from_step, round(avg(reward), 3) 
            GROUP BY 1 ORDER BY 1"
 
 say "rlctl rollout -n 4 | rlctl judge --judge math --pairs | rlctl train dpo  (the preference loop, with TRL's SFT term)"
+# held-out pairs, made the same way from sums never trained on: DPO evaluates them as it goes
+rlctl data pull synth:arith --split test --limit 100 \
+  | rlctl rollout --model "$SFT" -n 4 --max-tokens 24 2>> .demo/dpo.log \
+  | rlctl judge --judge math --pairs -o .demo/heldout-pairs.jsonl > /dev/null 2>> .demo/dpo.log
+PREF=(--max-steps 140 --eval-input .demo/heldout-pairs.jsonl --eval-every 140
+      --set trainer.learning_rate=1e-4 --set trainer.per_device_train_batch_size=8
+      --set 'trainer.loss_type=[sigmoid, sft]' --set 'trainer.loss_weights=[1.0, 1.0]')
 rlctl data pull synth:arith --shuffle --seed 2 --limit 1000 \
   | rlctl rollout --model "$SFT" -n 4 --max-tokens 24 2>> .demo/dpo.log \
   | rlctl judge --judge math --pairs 2>> .demo/dpo.log \
-  | rlctl train dpo --model "$SFT" --max-steps 140 --set trainer.learning_rate=1e-4 \
-      --set trainer.per_device_train_batch_size=8 \
-      --set 'trainer.loss_type=[sigmoid, sft]' --set 'trainer.loss_weights=[1.0, 1.0]' 2>> .demo/dpo.log
+  | rlctl train dpo --model "$SFT" "${PREF[@]}" 2>> .demo/dpo.log
 DPO=$(rlctl sql --csv "SELECT a.path FROM artifacts a JOIN runs r USING (run_id)
         WHERE r.command = 'train dpo' AND a.kind = 'model' ORDER BY r.started_at DESC LIMIT 1" | tail -n 1)
 
+say "rlctl train beta-dpo -i latest:pairs --model \$SFT  (the same pairs: adaptive beta, filtered pairs, the same SFT term)"
+rlctl train beta-dpo -i latest:pairs --model "$SFT" "${PREF[@]}" 2>> .demo/dpo.log
+BDPO=$(rlctl sql --csv "SELECT a.path FROM artifacts a JOIN runs r USING (run_id)
+        WHERE r.command = 'train beta-dpo' AND a.kind = 'model' ORDER BY r.started_at DESC LIMIT 1" | tail -n 1)
+rlctl sql "SELECT r.command, m.step, round(max(m.value) FILTER (m.name = 'eval_rewards/accuracies'), 3) AS held_out_pair_accuracy,
+                  round(max(m.value) FILTER (m.name = 'eval_rewards/margins'), 3) AS held_out_margin
+           FROM metrics m JOIN runs r USING (run_id)
+           WHERE r.run_id IN (SELECT run_id FROM runs WHERE command IN ('train dpo', 'train beta-dpo')
+                              ORDER BY started_at DESC LIMIT 2) AND m.name LIKE 'eval_rewards/%'
+           GROUP BY ALL ORDER BY 1, 2"
+
 say "held-out accuracy: rollout | judge --judge math on the 500 sums never trained on"
-for model in .demo/arith "$SFT" "$GRPO" "$DPO"; do
+for model in .demo/arith "$SFT" "$GRPO" "$DPO" "$BDPO"; do
   rlctl data pull synth:arith --split test \
     | rlctl rollout --model "$model" --temperature 0 --max-tokens 24 2>> .demo/eval.log \
     | rlctl judge --judge math > /dev/null 2>> .demo/eval.log
 done
 rlctl sql "SELECT j.model, count(*) AS held_out, round(avg(j.reward), 3) AS accuracy
            FROM judged j WHERE j.run_id IN (SELECT run_id FROM runs WHERE command = 'judge'
-                                            ORDER BY started_at DESC LIMIT 4)
+                                            ORDER BY started_at DESC LIMIT 5)
            GROUP BY 1 ORDER BY accuracy"
 
 say "rlctl eval gsm8k --model \$SFT --shots 0 --data latest:data-pull  (lm-eval, offline: for the lineage below; an adder scores 0 on GSM8K)"

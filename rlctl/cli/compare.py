@@ -11,26 +11,13 @@ from rlctl.cli.common import (
     FiniteFloat,
     command_name,
     config_options,
-    emit,
     get_store,
     input_option,
-    open_inputs,
     output_option,
     precision_options,
     resolve_config,
 )
 from rlctl.store import Run
-
-DEFAULTS: dict[str, Any] = {
-    "model": None,
-    "dtype": "float32",
-    "fp32_lm_head": False,
-    "temperature": None,
-    "vs": None,
-    "cap": 2.0,
-    "plot": None,
-    "batch_size": 8,
-}
 
 EPILOG = """\b
 Examples:
@@ -67,67 +54,14 @@ def compare_logprobs(
     ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_: object
 ) -> None:
     """Recompute the sampled tokens' logprobs with the trainer-side model and report the gap."""
-    from rlctl.errors import BadInput
-    from rlctl.stages.compare_logprobs import (
-        Mismatch,
-        Recomputer,
-        Setting,
-        checked,
-        parse_vs,
-        temperature_of,
-    )
+    from rlctl.stages.compare_logprobs import DEFAULTS, check_conf, compare_run
 
     conf = resolve_config(ctx, DEFAULTS)
-    if not conf["model"]:
-        raise BadInput("compare-logprobs needs --model (the trainer-side model)")
-    base = Setting("base", conf["dtype"], bool(conf["fp32_lm_head"]))
-    settings = [base] + ([parse_vs(base, conf["vs"])] if conf["vs"] else [])
+    settings = check_conf(conf)
     store = get_store(ctx)
     with Run(store, command_name(ctx), config=conf) as run:
-        run.add_model(conf["model"])
-        reader = open_inputs(store, run, inputs, "rollout")
-        records = list(checked(reader.located()))
-        temps = [temperature_of(r, conf["temperature"]) for r in records]
-        stats = {s.name: Mismatch(cap=float(conf["cap"])) for s in settings}
-        rows: list[dict[str, Any]] = []
-        for s in settings:
-            recomputed = Recomputer(conf["model"], s, int(conf["batch_size"])).logprobs(
-                records, temps
-            )
-            for rec, trainer in zip(records, recomputed, strict=True):
-                deltas = stats[s.name].add(rec["completion_logprobs"], trainer)
-                for pos, (tok, g, t, d) in enumerate(
-                    zip(
-                        rec["completion_token_ids"],
-                        rec["completion_logprobs"],
-                        trainer,
-                        deltas,
-                        strict=True,
-                    )
-                ):
-                    rows.append(
-                        {
-                            "id": rec["id"],
-                            "sample": rec.get("sample", 0),
-                            "setting": s.describe(),
-                            "position": pos,
-                            "token_id": tok,
-                            "generator_logprob": g,
-                            "trainer_logprob": t,
-                            "delta": d,
-                        }
-                    )
-        summaries = {s.name: stats[s.name].summary() for s in settings}
-        for s in settings:
-            for key, value in summaries[s.name].items():
-                run.metric(f"{s.name}/{key}", value)
-        run.info["config"]["summary"] = {s.describe(): summaries[s.name] for s in settings}
-        emit(run, iter(rows), "logprob_diff", name="logprob_diffs", output=output)
-        _print_table(settings, summaries, records)
-        if conf["plot"]:
-            first = settings[-1]
-            stats[first.name].plot(conf["plot"], f"{conf['model']} ({first.describe()})")
-            run.register_path("plot", "plot", conf["plot"], fmt="png")
+        summaries, records = compare_run(run, store, conf, inputs, settings, output)
+    _print_table(settings, summaries, records)
 
 
 def _print_table(

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import click
 
 from rlctl.cli.common import (
     command_name,
     config_options,
-    emit,
     get_store,
     input_option,
-    open_inputs,
     output_option,
     resolve_config,
 )
-from rlctl.errors import BadInput
 from rlctl.records import KINDS
 from rlctl.store import Run
 
@@ -89,34 +85,13 @@ held-out additions, reference = the sum). Anything else is a hub id or a local f
 @click.pass_context
 def pull_cmd(ctx: click.Context, name: str, output: str | None, **_: object) -> None:
     """Pull a dataset as prompt or pair records: stored in the run, and on stdout when piped."""
-    from rlctl.stages.pull import DEFAULTS, pull
+    from rlctl.stages.pull import DEFAULTS, check_conf, pull_run
 
     conf = resolve_config(ctx, DEFAULTS)
-    conf["name"] = name
-    if isinstance(conf["from_path"], str):  # a config file may give one path
-        conf["from_path"] = [conf["from_path"]]
-    for path in conf["from_path"]:
-        if not any(c in path for c in "*?[") and not Path(path).exists():
-            raise BadInput(f"--from {path}: no such file")
+    check_conf(conf, name)
     store = get_store(ctx)
     with Run(store, command_name(ctx), config=conf, seed=conf["seed"]) as run:
-        pulled = pull(
-            name,
-            split=conf["split"],
-            subset=conf["subset"],
-            limit=conf["limit"],
-            from_path=conf["from_path"],
-            sample=bool(conf["sample"]),
-            shuffle=bool(conf["shuffle"]),
-            seed=int(conf["seed"]),
-            fields=conf["field"],
-        )
-        for path in pulled.files:
-            run.add_input(str(Path(path).absolute()), via="file")
-        run.info["config"].update(split=pulled.split, field=pulled.fields or conf["field"])
-        table = KINDS[pulled.kind].table
-        n = emit(run, pulled.records, pulled.kind, name=table, output=output, fmt=conf["format"])
-        run.metric("records", n)
+        pull_run(run, conf, output)
 
 
 VALIDATE_EPILOG = """\b
@@ -141,9 +116,9 @@ def validate_cmd(ctx: click.Context, inputs: tuple[str, ...], kind: str) -> None
     Reading from a pipe, it also fails when the stage that fed it died midway, so a truncated
     stream is never taken as a complete one.
     """
+    from rlctl.stages.pull import validate_run
+
     store = get_store(ctx)
     with Run(store, command_name(ctx), config={"kind": kind, "inputs": list(inputs)}) as run:
-        reader = open_inputs(store, run, inputs, kind)
-        n = sum(1 for _ in reader)
-        run.metric("records", n)
+        n = validate_run(run, store, inputs, kind)
     sys.stderr.write(f"{n} valid {kind} records\n")

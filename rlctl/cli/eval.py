@@ -12,18 +12,16 @@ import click
 from rlctl.cli.common import (
     FiniteFloat,
     config_options,
-    emit,
     endpoint_options,
     get_store,
-    link_model,
-    open_inputs,
     output_option,
     precision_options,
     resolve_config,
-    resolve_endpoint,
 )
 from rlctl.errors import BadInput
+from rlctl.stages.engines import link_model, resolve_endpoint
 from rlctl.stages.eval_tasks import FEWSHOT_FROM_TEST, SAMPLE
+from rlctl.stages.streams import emit, open_inputs
 from rlctl.store import Run
 
 log = logging.getLogger("rlctl")
@@ -275,7 +273,7 @@ def _prepare(store: Any, manager: Any, conf: dict[str, Any], task: str) -> tuple
 
 def _engine_guard(conf: dict[str, Any]) -> None:
     if conf["backend"] == "vllm":
-        from rlctl.cli.common import guard_stdout
+        from rlctl.stages.streams import guard_stdout
 
         guard_stdout()  # vLLM's engine logs to stdout; ours carries records only
 

@@ -10,18 +10,12 @@ from rlctl.cli.common import (
     FiniteFloat,
     command_name,
     config_options,
-    emit,
     endpoint_options,
     get_store,
     input_option,
-    link_model,
-    open_inputs,
     output_option,
-    progress,
     resolve_config,
-    resolve_endpoint,
 )
-from rlctl.errors import BadInput
 from rlctl.store import Run
 
 log = logging.getLogger("rlctl")
@@ -109,50 +103,10 @@ TRL reward function as module:function. See docs/judges.md.
 @click.pass_context
 def judge(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_: object) -> None:
     """Score rollout records; judged records are stored, and streamed when piped."""
-    from rlctl.backends.judges import build_all, parse_spec
-    from rlctl.stages.judge import (
-        DEFAULTS,
-        PairCollector,
-        judge_records,
-        report_routes,
-        report_verdicts,
-    )
+    from rlctl.stages.judge import DEFAULTS, build_judges, judge_run
 
     conf = resolve_config(ctx, DEFAULTS)
     store = get_store(ctx)
-    endpoint = None
-    if conf["endpoint"]:
-        if not any(parse_spec(s)[0] == "llm" for s in conf["judge"]):
-            raise BadInput("--endpoint is for --judge llm (the judge model's server)")
-        endpoint = resolve_endpoint(store, conf)
-    from rlctl.backends.judges.options import judge_section
-
-    flat = {**conf, "cache_dir": str(store.root / "cache" / "llm")}
-    section = judge_section(None, flat, DEFAULTS, extra={"model": ("llm", "model")})
-    judges = build_all(conf["judge"], section)
+    judges, endpoint = build_judges(store, conf)
     with Run(store, command_name(ctx), config=conf) as run:
-        try:
-            link_model(run, {"backend": "openai"}, endpoint)
-            run.info["judges"] = judges.describe()
-            reader = open_inputs(store, run, inputs, "rollout")
-            judged = judge_records(progress(reader, "judging"), judges, int(conf["batch_size"]))
-            if not conf["pairs"]:
-                n = emit(run, judged, "judged", name="judged", output=output)
-                run.metric("records", n)
-            else:
-                collector = PairCollector()
-                n = emit(run, collector.tee(judged), "judged", name="judged", stdout=False)
-                n_pairs = emit(run, collector.pairs(), "pair", name="pairs", output=output)
-                log.info(
-                    "%d pairs from %d judged records (%d prompts tied)",
-                    n_pairs,
-                    n,
-                    collector.ties,
-                )
-                run.metric("records", n)
-                run.metric("pairs", n_pairs)
-                run.metric("tied_prompts", collector.ties)
-            report_verdicts(run, judges)
-            report_routes(judges)
-        finally:
-            judges.close()
+        judge_run(run, store, conf, inputs, judges, endpoint, output)

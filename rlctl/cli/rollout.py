@@ -10,20 +10,13 @@ from rlctl.cli.common import (
     FiniteFloat,
     command_name,
     config_options,
-    emit,
     endpoint_options,
     get_store,
     input_option,
-    link_model,
-    open_inputs,
     output_option,
     precision_options,
-    progress,
-    record_engine,
     resolve_config,
-    resolve_endpoint,
 )
-from rlctl.errors import BadInput
 from rlctl.store import Run
 
 log = logging.getLogger("rlctl")
@@ -77,44 +70,10 @@ Examples:
 @click.pass_context
 def rollout(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_: object) -> None:
     """Sample completions for prompt records: stored as rollout records, streamed when piped."""
-    import itertools
-
-    from rlctl.backends.generation import make_backend
-    from rlctl.cli.common import guard_stdout
-    from rlctl.stages.rollout import DEFAULTS, rollouts, sampling_of
+    from rlctl.stages.rollout import DEFAULTS, check_conf, rollout_run
 
     conf = resolve_config(ctx, DEFAULTS)
     store = get_store(ctx)
-    endpoint = None
-    if conf["backend"] == "openai":
-        endpoint = resolve_endpoint(store, conf)
-    elif not conf["model"]:
-        raise BadInput(f"--backend {conf['backend']} needs --model PATH")
-    if conf["num_samples"] < 1 or conf["max_tokens"] < 1:
-        raise BadInput("-n and --max-tokens must be at least 1")
-    sampling = sampling_of(conf)
-    if conf["backend"] == "vllm":
-        guard_stdout()
+    endpoint = check_conf(store, conf)
     with Run(store, command_name(ctx), config=conf, seed=conf["seed"]) as run:
-        reader = open_inputs(store, run, inputs, "prompt")
-        link_model(run, conf, endpoint)
-        prompts = itertools.islice(reader, conf["limit"]) if conf["limit"] is not None else reader
-        backend = make_backend(conf["backend"], conf, endpoint)
-        try:
-            run.info["config"]["model"] = backend.model
-            engine = record_engine(run, backend.engine)
-            records = rollouts(
-                prompts,
-                backend,
-                sampling,
-                chat_template=bool(conf["chat_template"]),
-                system_prompt=conf["system_prompt"],
-                chunk=max(1, int(conf["batch_size"])) * 4,
-                generator=engine,
-            )
-            n = emit(
-                run, progress(records, "generating"), "rollout", name="rollouts", output=output
-            )
-            run.metric("records", n)
-        finally:
-            backend.close()
+        rollout_run(run, store, conf, inputs, endpoint, output)

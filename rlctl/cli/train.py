@@ -14,10 +14,10 @@ from rlctl.cli.common import (
     config_options,
     get_store,
     input_option,
-    open_inputs,
     resolve_config,
 )
 from rlctl.errors import BadInput
+from rlctl.stages.streams import open_inputs
 from rlctl.store import Run, Store
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ def train() -> None:
 
 
 def _run(ctx: click.Context, kind: str, inputs: tuple[str, ...]) -> None:
-    from rlctl.cli.common import guard_stdout
+    from rlctl.stages.streams import guard_stdout
     from rlctl.train.data import dpo_rows, grpo_rows, sft_rows
     from rlctl.train.ranks import Ranks
     from rlctl.train.runner import fit, prepare, setup

@@ -14,9 +14,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlctl.errors import BadInput
+from rlctl.store import Run, Store
 
 POSITION_BUCKETS = ((0, 16), (16, 64), (64, 256), (256, 1024), (1024, 1 << 30))
 NEEDED = ("completion_token_ids", "completion_logprobs")
+
+
+DEFAULTS: dict[str, Any] = {
+    "model": None,
+    "dtype": "float32",
+    "fp32_lm_head": False,
+    "temperature": None,
+    "vs": None,
+    "cap": 2.0,
+    "plot": None,
+    "batch_size": 8,
+}
 
 
 @dataclass
@@ -191,3 +204,68 @@ class Mismatch:
         fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)
+
+
+def check_conf(conf: dict[str, Any]) -> list[Setting]:
+    """The trainer-side settings to compare (the base one and `--vs`), before a run exists."""
+    if not conf["model"]:
+        raise BadInput("compare-logprobs needs --model (the trainer-side model)")
+    base = Setting("base", conf["dtype"], bool(conf["fp32_lm_head"]))
+    return [base] + ([parse_vs(base, conf["vs"])] if conf["vs"] else [])
+
+
+def compare_run(
+    run: Run,
+    store: Store,
+    conf: dict[str, Any],
+    inputs: tuple[str, ...] | list[str],
+    settings: list[Setting],
+    output: str | None = None,
+) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
+    """`rlctl compare-logprobs` inside its run: every sampled token's logprob recomputed under
+    each setting, one `logprob_diff` record per token, the summaries as metrics and in the
+    config, the plot as an artifact. Returns (summaries by setting, the rollout records)."""
+    from rlctl.stages.streams import emit, open_inputs
+
+    run.add_model(conf["model"])
+    reader = open_inputs(store, run, inputs, "rollout")
+    records = list(checked(reader.located()))
+    temps = [temperature_of(r, conf["temperature"]) for r in records]
+    stats = {s.name: Mismatch(cap=float(conf["cap"])) for s in settings}
+    rows: list[dict[str, Any]] = []
+    for s in settings:
+        recomputed = Recomputer(conf["model"], s, int(conf["batch_size"])).logprobs(records, temps)
+        for rec, trainer in zip(records, recomputed, strict=True):
+            deltas = stats[s.name].add(rec["completion_logprobs"], trainer)
+            for pos, (tok, g, t, d) in enumerate(
+                zip(
+                    rec["completion_token_ids"],
+                    rec["completion_logprobs"],
+                    trainer,
+                    deltas,
+                    strict=True,
+                )
+            ):
+                rows.append(
+                    {
+                        "id": rec["id"],
+                        "sample": rec.get("sample", 0),
+                        "setting": s.describe(),
+                        "position": pos,
+                        "token_id": tok,
+                        "generator_logprob": g,
+                        "trainer_logprob": t,
+                        "delta": d,
+                    }
+                )
+    summaries = {s.name: stats[s.name].summary() for s in settings}
+    for s in settings:
+        for key, value in summaries[s.name].items():
+            run.metric(f"{s.name}/{key}", value)
+    run.info["config"]["summary"] = {s.describe(): summaries[s.name] for s in settings}
+    emit(run, iter(rows), "logprob_diff", name="logprob_diffs", output=output)
+    if conf["plot"]:
+        last = settings[-1]
+        stats[last.name].plot(conf["plot"], f"{conf['model']} ({last.describe()})")
+        run.register_path("plot", "plot", conf["plot"], fmt="png")
+    return summaries, records

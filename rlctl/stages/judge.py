@@ -16,6 +16,7 @@ import orjson
 
 from rlctl.backends.judges import WeightedJudge
 from rlctl.errors import BadInput
+from rlctl.store import Run, Store
 
 log = logging.getLogger(__name__)
 
@@ -196,3 +197,60 @@ def report_verdicts(run: Any, judges: WeightedJudge) -> None:
             )
         elif bad:
             log.info("%s", line)
+
+
+def build_judges(store: Store, conf: dict[str, Any]) -> tuple[WeightedJudge, dict | None]:
+    """The judges `conf` names, each from its own options section, and the `serve` endpoint
+    an llm judge reaches: built before any run exists, so a bad judge spec records nothing."""
+    from rlctl.backends.judges import build_all, parse_spec
+    from rlctl.backends.judges.options import judge_section
+    from rlctl.stages.engines import resolve_endpoint
+
+    endpoint = None
+    if conf["endpoint"]:
+        if not any(parse_spec(s)[0] == "llm" for s in conf["judge"]):
+            raise BadInput("--endpoint is for --judge llm (the judge model's server)")
+        endpoint = resolve_endpoint(store, conf)
+    flat = {**conf, "cache_dir": str(store.root / "cache" / "llm")}
+    section = judge_section(None, flat, DEFAULTS, extra={"model": ("llm", "model")})
+    return build_all(conf["judge"], section), endpoint
+
+
+def judge_run(
+    run: Run,
+    store: Store,
+    conf: dict[str, Any],
+    inputs: tuple[str, ...] | list[str],
+    judges: WeightedJudge,
+    endpoint: dict | None = None,
+    output: str | None = None,
+) -> int:
+    """`rlctl judge` inside its run: rollouts in, judged records (and with `pairs`, preference
+    pairs) stored and streamed, verdict counts in the run's metrics. Returns the records
+    judged."""
+    from rlctl.stages.engines import link_model
+    from rlctl.stages.streams import emit, open_inputs, progress
+
+    try:
+        link_model(run, {"backend": "openai"}, endpoint)
+        run.info["judges"] = judges.describe()
+        reader = open_inputs(store, run, inputs, "rollout")
+        judged = judge_records(progress(reader, "judging"), judges, int(conf["batch_size"]))
+        if not conf["pairs"]:
+            n = emit(run, judged, "judged", name="judged", output=output)
+            run.metric("records", n)
+        else:
+            collector = PairCollector()
+            n = emit(run, collector.tee(judged), "judged", name="judged", stdout=False)
+            n_pairs = emit(run, collector.pairs(), "pair", name="pairs", output=output)
+            log.info(
+                "%d pairs from %d judged records (%d prompts tied)", n_pairs, n, collector.ties
+            )
+            run.metric("records", n)
+            run.metric("pairs", n_pairs)
+            run.metric("tied_prompts", collector.ties)
+        report_verdicts(run, judges)
+        report_routes(judges)
+    finally:
+        judges.close()
+    return n

@@ -23,6 +23,7 @@ from rlctl.records.io import expand_sources
 from rlctl.stages.sources import SOURCES
 from rlctl.stages.sources.generic import convert_rows, guess_fields, kind_of, parse_fields
 from rlctl.stages.sources.rows import Row, read_rows
+from rlctl.store import Run, Store
 
 log = logging.getLogger("rlctl")
 
@@ -237,3 +238,49 @@ def pull(
     if limit is not None:
         records = itertools.islice(records, limit)
     return Pulled(kind, records, origin, "+".join(splits), mapping, files)
+
+
+def check_conf(conf: dict[str, Any], name: str) -> None:
+    """`data pull NAME`'s settings, checked before a run exists (`--from` files present)."""
+    conf["name"] = name
+    if isinstance(conf["from_path"], str):  # a config file may give one path
+        conf["from_path"] = [conf["from_path"]]
+    for path in conf["from_path"]:
+        if not any(c in path for c in "*?[") and not Path(path).exists():
+            raise BadInput(f"--from {path}: no such file")
+
+
+def pull_run(run: Run, conf: dict[str, Any], output: str | None = None) -> int:
+    """`rlctl data pull` inside its run: the records stored (as the kind's table) and streamed,
+    the files they came from as inputs, the split and fields really used in the config."""
+    from rlctl.records import KINDS
+    from rlctl.stages.streams import emit
+
+    pulled = pull(
+        conf["name"],
+        split=conf["split"],
+        subset=conf["subset"],
+        limit=conf["limit"],
+        from_path=conf["from_path"],
+        sample=bool(conf["sample"]),
+        shuffle=bool(conf["shuffle"]),
+        seed=int(conf["seed"]),
+        fields=conf["field"],
+    )
+    for path in pulled.files:
+        run.add_input(str(Path(path).absolute()), via="file")
+    run.info["config"].update(split=pulled.split, field=pulled.fields or conf["field"])
+    table = KINDS[pulled.kind].table
+    n = emit(run, pulled.records, pulled.kind, name=table, output=output, fmt=conf["format"])
+    run.metric("records", n)
+    return n
+
+
+def validate_run(run: Run, store: Store, inputs: tuple[str, ...] | list[str], kind: str) -> int:
+    """`rlctl data validate`: read every record through the checks a stage's input gets (and the
+    pipe producer's exit), counting them; the first bad one stops it with file:line."""
+    from rlctl.stages.streams import open_inputs
+
+    n = sum(1 for _ in open_inputs(store, run, inputs, kind))
+    run.metric("records", n)
+    return n

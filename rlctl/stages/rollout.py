@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from rlctl.backends.generation import Backend, Prompt, Sampling
+from rlctl.errors import BadInput
+from rlctl.store import Run, Store
 
 DEFAULTS: dict[str, Any] = {
     "model": None,
@@ -85,3 +87,59 @@ def rollouts(
                     out["completion_token_ids"] = g.token_ids
                     out["completion_logprobs"] = g.logprobs
                 yield out
+
+
+def check_conf(store: Store, conf: dict[str, Any]) -> dict | None:
+    """What can be wrong before a run exists: the model or endpoint, -n, --max-tokens, the
+    sampling settings. Returns the `serve` endpoint an openai backend reaches."""
+    from rlctl.stages.engines import resolve_endpoint
+    from rlctl.stages.streams import guard_stdout
+
+    endpoint = None
+    if conf["backend"] == "openai":
+        endpoint = resolve_endpoint(store, conf)
+    elif not conf["model"]:
+        raise BadInput(f"--backend {conf['backend']} needs --model PATH")
+    if conf["num_samples"] < 1 or conf["max_tokens"] < 1:
+        raise BadInput("-n and --max-tokens must be at least 1")
+    sampling_of(conf)
+    if conf["backend"] == "vllm":
+        guard_stdout()  # vLLM's engine logs to stdout; ours carries records only
+    return endpoint
+
+
+def rollout_run(
+    run: Run,
+    store: Store,
+    conf: dict[str, Any],
+    inputs: tuple[str, ...] | list[str],
+    endpoint: dict | None = None,
+    output: str | None = None,
+) -> int:
+    """`rlctl rollout` inside its run: prompts in, rollouts stored and streamed, the engine
+    that really ran recorded. Returns the records written."""
+    from rlctl.backends.generation import make_backend
+    from rlctl.stages.engines import link_model, record_engine
+    from rlctl.stages.streams import emit, open_inputs, progress
+
+    reader = open_inputs(store, run, inputs, "prompt")
+    link_model(run, conf, endpoint)
+    prompts = itertools.islice(reader, conf["limit"]) if conf["limit"] is not None else reader
+    backend = make_backend(conf["backend"], conf, endpoint)
+    try:
+        run.info["config"]["model"] = backend.model
+        engine = record_engine(run, backend.engine)
+        records = rollouts(
+            prompts,
+            backend,
+            sampling_of(conf),
+            chat_template=bool(conf["chat_template"]),
+            system_prompt=conf["system_prompt"],
+            chunk=max(1, int(conf["batch_size"])) * 4,
+            generator=engine,
+        )
+        n = emit(run, progress(records, "generating"), "rollout", name="rollouts", output=output)
+        run.metric("records", n)
+    finally:
+        backend.close()
+    return n
