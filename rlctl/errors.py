@@ -21,6 +21,15 @@ class BadInput(RlctlError):
     exit_code = 2
 
 
+class AlreadyReported(RlctlError):
+    """A failure another process has already explained (rank 0 of a distributed job): exit
+    with its code and say nothing more."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__("")
+        self.exit_code = exit_code
+
+
 class UpstreamFailed(RlctlError):
     """The stage feeding our stdin died, so what we read is incomplete."""
 

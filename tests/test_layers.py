@@ -68,3 +68,33 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     assert upward_imports(tmp_path) == [
         "rlctl/models/x.py:2: models imports rlctl.backends.generation (a layer above)"
     ]
+
+
+def test_the_python_example_records_a_run_as_the_cli_does(tmp_path: Path) -> None:
+    """docs/architecture.md's example, run as written on a real store: the judged records, the
+    run and its lineage are what `rlctl judge` would have recorded."""
+    import re
+    import subprocess
+    import sys
+
+    import orjson
+
+    doc = (ROOT.parent / "docs" / "architecture.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", doc, re.S)
+    (tmp_path / "rollouts.jsonl").write_bytes(
+        b"".join(
+            orjson.dumps({"id": f"q{i}", "prompt": "2+2?", "reference": "4", "completion": c})
+            + b"\n"
+            for i, c in enumerate(["#### 4", "#### 5"])
+        )
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    assert [orjson.loads(x)["reward"] for x in r.stdout.splitlines()] == [1.0, 0.0]
+    from rlctl.store import Index, Store
+
+    index = Index(Store(tmp_path / ".rlctl"))
+    (row,) = index.query("SELECT command, status FROM runs").rows
+    assert row == ("judge", "ok")
+    (via,) = index.query("SELECT via FROM lineage").rows
+    assert via == ("file",)

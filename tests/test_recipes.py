@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rlctl.cli.train import DEFAULTS
 from rlctl.config import resolve
-from rlctl.train.runner import trl_config
+from rlctl.stages.train import DEFAULTS
+from rlctl.train.config import trl_config
 from tests.conftest import ROOT, Runner
 
 TRAINERS = ("sft", "dpo", "beta-dpo", "grpo")  # configs/ also holds accelerate, slurm, baselines

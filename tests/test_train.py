@@ -314,8 +314,8 @@ def test_vllm_server_mode_reaches_grpo_config(tmp_path: Path) -> None:
     port: what is checked is that rlctl finds it and passes its URL on)."""
     import socket
 
+    from rlctl.train.config import trl_config
     from rlctl.train.grpo import vllm_section
-    from rlctl.train.runner import trl_config
 
     with socket.create_server(("127.0.0.1", 0)) as srv:
         url = f"http://127.0.0.1:{srv.getsockname()[1]}/"
@@ -372,12 +372,12 @@ def test_sft_on_whole_conversations_trains_the_assistant_turns(
 def test_assistant_only_loss_follows_what_the_template_allows(
     tiny_model: Path, tmp_path: Path
 ) -> None:
-    from rlctl.train.runner import _assistant_only_loss
+    from rlctl.train.sft import assistant_only_loss
     from tests.tiny_models import train_tokenizer
 
     train_tokenizer(tmp_path / "bpe")  # a ChatML template of its own, which TRL cannot mark
-    assert _assistant_only_loss(str(tiny_model)) is True
-    assert _assistant_only_loss(str(tmp_path / "bpe")) is False
+    assert assistant_only_loss(str(tiny_model)) is True
+    assert assistant_only_loss(str(tmp_path / "bpe")) is False
 
 
 @pytest.mark.parametrize(

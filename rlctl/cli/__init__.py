@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from rlctl import __version__
-from rlctl.errors import PIPE_CLOSED, RlctlError, RunInterrupted
+from rlctl.errors import PIPE_CLOSED, AlreadyReported, RlctlError, RunInterrupted
 
 # name -> "module:attribute", in the order `--help` lists them.
 COMMANDS = {
@@ -145,6 +145,8 @@ def run(argv: list[str] | None = None) -> None:
         code = _fail(f"{e.format_message()} (see '{cmd} --help')", 2)
     except click.ClickException as e:
         code = _fail(e.format_message(), e.exit_code)
+    except AlreadyReported as e:
+        code = e.exit_code
     except RlctlError as e:
         code = _fail(str(e), e.exit_code)
     except RunInterrupted as e:

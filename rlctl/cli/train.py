@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from rlctl.backends.judges.options import JUDGE_DEFAULTS, judge_section
 from rlctl.cli.common import (
     command_name,
     config_options,
@@ -16,43 +15,9 @@ from rlctl.cli.common import (
     input_option,
     resolve_config,
 )
-from rlctl.errors import BadInput
-from rlctl.stages.streams import open_inputs
-from rlctl.store import Run, Store
-
-if TYPE_CHECKING:
-    from rlctl.train.ranks import Ranks
 
 log = logging.getLogger("rlctl")
 
-DEFAULTS: dict[str, Any] = {
-    "model": None,
-    "fp32_lm_head": False,
-    "max_steps": None,
-    "target": "completion",
-    "max_dropped": 0.1,  # sft/dpo: the fraction of rows TRL may drop (prompt fills max_length)
-    "rho": 0.2,
-    "alpha": 0.6,
-    "stats_init": "zero",  # beta-dpo: running M0/σ from 0 (the official code) or first-batch
-    "reward": ["math"],  # grpo: judge names, as for `rlctl judge`
-    "log_every": 1,  # grpo: write the sampled completions every N steps
-    "mode": "auto",  # grpo math reward: where the answer is
-    "format_regex": None,  # grpo format reward: the shape rewarded (default: R1 think/answer)
-    "format_search": False,
-    "init_kl_coef": None,  # grpo: starting β of the KL term (trainer.beta)
-    "kl_target": None,  # grpo: adaptive KL controller target; off when unset
-    "kl_horizon": 10000,  # grpo: samples over which β reacts
-    "vllm_mode": None,  # grpo, CUDA only: generate with vLLM, server or colocate
-    "vllm_server_url": None,  # grpo, server mode: e.g. http://node0:8000
-    "vllm_endpoint": None,  # grpo, server mode: a `serve vllm --weight-sync` run, or 'latest'
-    "resume": None,  # a run id or 'latest': continue from its newest checkpoint
-    "eval_input": None,  # held-out records (same kind as the input), evaluated as training goes
-    "eval_every": None,  # steps between held-out evaluations (trainer.eval_steps) [max_steps/10]
-    "report_to": [],  # passed to TRL too: wandb, trackio, tensorboard
-    "trainer": {},  # passed through to TRL's SFTConfig / DPOConfig / GRPOConfig
-    # grpo: each reward judge's own options (judge.llm.model, judge.rm.model, judge.code.timeout)
-    "judge": JUDGE_DEFAULTS,
-}
 EPILOG = """\b
 Examples:
   rlctl train sft -i latest:prompts --model ./tiny --target meta.solution --max-steps 20
@@ -120,90 +85,14 @@ def train() -> None:
 
 
 def _run(ctx: click.Context, kind: str, inputs: tuple[str, ...]) -> None:
-    from rlctl.stages.streams import guard_stdout
-    from rlctl.train.data import dpo_rows, grpo_rows, sft_rows
-    from rlctl.train.ranks import Ranks
-    from rlctl.train.runner import fit, prepare, setup
+    from rlctl.stages.train import DEFAULTS, check_conf, train
+    from rlctl.train.config import trl_keys
 
     conf = resolve_config(
         ctx, DEFAULTS, open_sections=["trainer"], section_keys={"trainer": lambda: trl_keys(kind)}
     )
-    # the flat reward keys (--math-mode, format_regex) are the judges' sections' too
-    conf["judge"] = judge_section(conf["judge"], conf, DEFAULTS)
-    if not conf["model"]:
-        raise BadInput(f"train {kind} needs --model")
-    if conf["max_steps"] is not None:
-        conf["trainer"] = {**conf["trainer"], "max_steps": int(conf["max_steps"])}
-    if conf["report_to"]:
-        import importlib.util
-
-        for tracker in conf["report_to"]:
-            if importlib.util.find_spec(tracker) is None:
-                raise BadInput(
-                    f"--report-to {tracker} needs the {tracker!r} package: pip install {tracker}"
-                )
-        conf["trainer"] = {**conf["trainer"], "report_to": list(conf["report_to"])}
-    guard_stdout()  # transformers prints its logs to stdout; ours carries records only
-    store = get_store(ctx)
-    ranks = Ranks.start(kind, conf["trainer"])
-    if not ranks.is_main:
-        _follow(store, kind, conf, ranks)
-        return
-    with Run(store, command_name(ctx), config=conf, seed=conf["trainer"].get("seed", 0)) as run:
-        try:
-            record_kind = "pair" if "dpo" in kind else "prompt"
-
-            def read(refs: tuple[str, ...], via: str | None = None) -> list[dict[str, Any]]:
-                located = open_inputs(store, run, refs, record_kind, via=via).located()
-                if kind == "sft":
-                    return sft_rows(located, conf["target"])
-                if kind == "grpo":
-                    from rlctl.train.grpo import check_reward_routing
-
-                    rows = grpo_rows(located)
-                    check_reward_routing(rows, list(conf["reward"]), conf["mode"])
-                    return rows
-                return dpo_rows(located)
-
-            eval_rows = None
-            if conf["eval_input"]:
-                if conf["eval_input"] == "-":
-                    raise BadInput(
-                        "--eval-input -: stdin carries the training records; pass a file"
-                    )
-                eval_rows = read((conf["eval_input"],), via="eval")
-            job = prepare(run, kind, conf, read(inputs), eval_rows)
-            built = setup(run, kind, conf, job)
-        except BaseException as e:
-            ranks.share(getattr(e, "exit_code", 1))  # the other ranks stop; this one says why
-            raise
-        ranks.share(job)
-        out = fit(run, kind, conf, job, built)
-    log.info("%s checkpoint -> %s (run %s)", kind, out, run.run_id)
-
-
-def trl_keys(kind: str) -> list[str]:
-    """The settings of TRL's config class for `kind` (imported only to name a mistyped key)."""
-    import dataclasses
-
-    from trl import DPOConfig, GRPOConfig, SFTConfig
-
-    cls = {"sft": SFTConfig, "grpo": GRPOConfig}.get(kind, DPOConfig)
-    return [f.name for f in dataclasses.fields(cls)]
-
-
-def _follow(store: Store, kind: str, conf: dict[str, Any], ranks: Ranks) -> None:
-    """Rank k > 0 of a distributed job: train what rank 0 read, into rank 0's run."""
-    from rlctl.store.run import signals_trapped
-    from rlctl.train.ranks import RankView
-    from rlctl.train.runner import fit, setup
-
-    job = ranks.share()
-    if isinstance(job, int):
-        raise click.exceptions.Exit(job)  # rank 0 failed before training and said why
-    view = RankView(store, job.run_id)
-    with signals_trapped():  # as a run does: every rank ends the same way on a signal
-        fit(view, kind, conf, job, setup(view, kind, conf, job))
+    check_conf(kind, conf)
+    train(get_store(ctx), kind, conf, inputs, command_name(ctx))
 
 
 @train.command("sft", epilog=EPILOG)

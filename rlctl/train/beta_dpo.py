@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlctl.train.dpo import DPORecipe
+
 BETA_MIN = 1e-3
 STATS_INIT = ("zero", "first-batch")
 
@@ -262,3 +264,55 @@ def make_trainer_class() -> type:
             self.margin_log.flush()
 
     return BetaDPOTrainer
+
+
+class BetaDPORecipe(DPORecipe):
+    """DPO's rows and config; the β-DPO loss and its per-pair margin log."""
+
+    kind = "beta-dpo"
+
+    def setup(self, run: Any, conf: dict[str, Any], args: Any) -> dict[str, Any]:
+        from rlctl.errors import BadInput
+        from rlctl.store import Run
+
+        losses = list(args.loss_type) if isinstance(args.loss_type, list) else [args.loss_type]
+        if losses not in (["sigmoid"], ["sigmoid", "sft"]):
+            raise BadInput(
+                f"beta-dpo computes its own sigmoid loss, optionally with TRL's SFT term; "
+                f"trainer.loss_type={losses} is not that: use [sigmoid] or [sigmoid, sft], or "
+                "'train dpo' (which takes any TRL loss)"
+            )
+        # rank 0's margin log artifact; the other ranks take part in its gathers only
+        return {"margins": run.artifact("margins", "margin_log") if isinstance(run, Run) else None}
+
+    def dataset_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**r, "pair_index": i} for i, r in enumerate(rows)]  # the margin log's pair
+
+    def build(
+        self,
+        common: dict[str, Any],
+        conf: dict[str, Any],
+        job: Any,
+        built: Any,
+        run: Any,
+        state: Any,
+    ) -> Any:
+        args = built.args
+        loss = BetaDPOLoss(
+            beta0=args.beta,
+            rho=conf["rho"],
+            alpha=conf["alpha"],
+            seed=args.seed,
+            stats_init=conf["stats_init"],
+        )
+        state.parts["beta_dpo"] = loss  # its running statistics go into every checkpoint
+        return make_trainer_class()(
+            **common,
+            beta_dpo=loss,
+            margin_log=built.extras["margins"],
+            pair_ids=[r["id"] for r in job.rows],
+            run_id=run.run_id,
+        )
+
+
+RECIPE = BetaDPORecipe()

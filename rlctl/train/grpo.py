@@ -1,14 +1,16 @@
-"""GRPO wiring: reward functions from the judge registry, and where generation runs (vLLM
-server or colocated engine), checked before any model loads."""
+"""`train grpo`: reward functions from the judge registry, where generation runs (vLLM
+server or colocated engine), checked before any model loads, and the GRPOTrainer recipe."""
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
 
 from rlctl.backends.judges import parse_route, parse_spec, reward_function
+from rlctl.train.data import grpo_rows
+from rlctl.train.recipe import Recipe
 
 log = logging.getLogger("rlctl")
 
@@ -137,3 +139,86 @@ def check_reward_routing(rows: list[dict[str, Any]], specs: list[str], mode: str
             "answers outside them; pass --math-mode answer-tag to reward only tagged answers",
             mode,
         )
+
+
+class GRPORecipe(Recipe):
+    """Prompt rows rewarded by judges; TRL has no prompt-length drop to count, and casts the
+    LM head to fp32 itself (policy and reference)."""
+
+    kind = "grpo"
+    counts_rows = False
+    own_fp32_head = False
+    trl_defaults: ClassVar[dict[str, Any]] = {
+        "num_generations": 2,
+        "max_completion_length": 64,
+        "log_completions": False,
+    }
+
+    def config_class(self) -> type:
+        from trl import GRPOConfig
+
+        return GRPOConfig
+
+    def rows(self, located: Iterable[tuple[str, dict[str, Any]]], conf: dict[str, Any]) -> list:
+        rows = grpo_rows(located)
+        check_reward_routing(rows, list(conf["reward"]), conf["mode"])
+        return rows
+
+    def resolve(
+        self, section: dict[str, Any], conf: dict[str, Any], run: Any, rows: list
+    ) -> dict[str, Any]:
+        if conf["fp32_lm_head"]:
+            section["cast_lm_head_to_fp32"] = True  # TRL's own, on policy and reference
+        if conf.get("init_kl_coef") is not None:
+            section["beta"] = float(conf["init_kl_coef"])
+        if conf.get("vllm_mode"):
+            section |= vllm_section(conf, run.store)
+            require_gpu(conf["vllm_mode"])
+        return section
+
+    def finish_job(self, job: Any, conf: dict[str, Any], run: Any) -> None:
+        if conf.get("vllm_mode") == "colocate" and conf["fp32_lm_head"]:
+            from rlctl.models.head_dtype import with_fp32_head
+
+            # TRL's colocated engine loads `model.name_or_path` and takes no hf_overrides
+            job.vllm_model = str(with_fp32_head(conf["model"], run.artifact_dir / "vllm-model"))
+
+    def setup(self, run: Any, conf: dict[str, Any], args: Any) -> dict[str, Any]:
+        from rlctl.errors import BadInput
+        from rlctl.store import Run
+        from rlctl.train.callbacks import SampleLog
+
+        # the judges' own sections (resolved with the config), never the trainer's keys:
+        # its `model` is the policy, not the llm judge's model
+        funcs, names, args.reward_weights = reward_functions(conf["reward"], conf["judge"])
+        writer = run.artifact("samples", "train_sample") if isinstance(run, Run) else None
+        samples = SampleLog(writer, int(conf["log_every"]), names, args.reward_weights, run.run_id)
+        if conf.get("kl_target") and not args.beta:
+            raise BadInput("--kl-target needs a KL term: set --init-kl-coef (> 0)")
+        return {"funcs": funcs, "samples": samples}
+
+    def build(
+        self,
+        common: dict[str, Any],
+        conf: dict[str, Any],
+        job: Any,
+        built: Any,
+        run: Any,
+        state: Any,
+    ) -> Any:
+        from trl import GRPOTrainer
+
+        trainer = GRPOTrainer(**common, reward_funcs=built.extras["funcs"])
+        samples = built.extras["samples"]
+        samples.trainer = trainer
+        trainer.add_callback(samples)
+        if conf.get("kl_target"):
+            from rlctl.train.callbacks import AdaptiveKL
+
+            kl = AdaptiveKL(trainer, run, float(conf["kl_target"]), float(conf["kl_horizon"]))
+            trainer.add_callback(kl)
+            state.parts["adaptive_kl"] = kl  # its β goes into every checkpoint
+        return trainer
+
+
+RECIPE = GRPORecipe()

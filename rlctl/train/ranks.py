@@ -50,7 +50,7 @@ class Ranks:
             return cls()
         import torch.distributed as dist
 
-        from rlctl.train.runner import trl_config
+        from rlctl.train.config import trl_config
 
         scratch = Path(tempfile.gettempdir()) / "rlctl-ranks"
         _ = trl_config(kind, section, scratch).device  # initialises the process group

@@ -1,202 +1,33 @@
-"""Build and run one TRL trainer from resolved rlctl config: the part of `rlctl train` that
-is not command-line parsing. The `trainer` section passes through to TRL's own config class,
-so every TRL knob works without rlctl re-declaring it."""
+"""The training loop every trainer shares: load the model, let the trainer's recipe
+(`train/recipe.py`) build the TRL trainer, stream metrics into the store, stop cleanly on a
+signal, save the checkpoint. The job around it (rank 0 and followers, inputs, resume) is
+`stages/train.py`."""
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import logging
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rlctl.errors import BadInput, RunInterrupted
 from rlctl.store import Run
-from rlctl.store.redact import redact_value
+from rlctl.train.config import trl_config
 from rlctl.train.ranks import Job, RankView, leave
+from rlctl.train.recipe import Setup, recipe
 
-TRAINERS = ("sft", "dpo", "beta-dpo", "grpo")
 log = logging.getLogger("rlctl")
-
-
-def trl_config(kind: str, section: dict[str, Any], output_dir: Path) -> Any:
-    """TRL's config dataclass, with CPU-safe defaults, from the `trainer:` section; an
-    unknown key is one line with a "did you mean" (before any model is loaded)."""
-    import warnings
-
-    import torch
-    from trl import DPOConfig, GRPOConfig, SFTConfig
-
-    warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations inside TRL itself
-
-    cls = {"sft": SFTConfig, "grpo": GRPOConfig}.get(kind, DPOConfig)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in section:
-        if key not in names:
-            hint = difflib.get_close_matches(key, names, n=1)
-            did = f"; did you mean 'trainer.{hint[0]}'?" if hint else ""
-            raise BadInput(f"trainer.{key}: not a {cls.__name__} field{did}")
-    _check_field_types(cls, section)
-    section = dict(section)
-    token = section.pop("hub_token", None)
-    if token:
-        # TRL pickles its whole config into every checkpoint (training_args.bin): the token
-        # goes to huggingface_hub through the environment instead, never into a file
-        os.environ["HF_TOKEN"] = str(token)
-    defaults: dict[str, Any] = {
-        "output_dir": str(output_dir),
-        "per_device_train_batch_size": 2,
-        "logging_steps": 1,
-        "save_strategy": "steps",  # full checkpoints (optimizer, scheduler, RNG): --resume
-        "save_steps": 50,
-        "save_total_limit": 2,
-        "report_to": [],
-        "seed": 0,
-        "disable_tqdm": True,  # rlctl streams metrics to the store; `runs tail -f` follows them
-    }
-    if kind == "grpo":
-        defaults |= {"num_generations": 2, "max_completion_length": 64, "log_completions": False}
-    if not torch.cuda.is_available():
-        defaults |= {"use_cpu": True, "bf16": False}  # TRL defaults to bf16, which a CPU lacks
-    try:
-        return cls(**(defaults | section))
-    except (TypeError, ValueError) as e:
-        raise BadInput(f"trainer: {str(e).splitlines()[0]}") from e
-
-
-def _check_field_types(cls: type, section: dict[str, Any]) -> None:
-    """TRL's config dataclasses take `learning_rate: fast` without a word and fail much later
-    inside the optimizer: check plain-typed fields (numbers, booleans, strings) here."""
-    import types
-    import typing
-
-    try:
-        hints = typing.get_type_hints(cls)
-    except Exception:  # noqa: BLE001 (an unresolvable hint in TRL: skip the check)
-        return
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    for key, value in section.items():
-        hint = hints.get(key)
-        args = (
-            typing.get_args(hint)
-            if typing.get_origin(hint) in (typing.Union, types.UnionType)
-            else (hint,)
-        )
-        simple = [a for a in args if a in names]
-        if (
-            value is None
-            or not simple
-            or len(simple) != len([a for a in args if a is not type(None)])
-        ):
-            continue  # None, or a type richer than plain scalars: TRL checks it
-        ok = any(
-            (
-                isinstance(value, bool)
-                if a is bool
-                else isinstance(value, a) and not isinstance(value, bool)
-            )
-            or (a is float and isinstance(value, int) and not isinstance(value, bool))
-            for a in simple
-        )
-        if not ok:
-            want = " or ".join(names[a] for a in simple)
-            raise BadInput(f"trainer.{key}: expected {want}, got {value!r:.60}")
-
-
-def prepare(
-    run: Run,
-    kind: str,
-    conf: dict[str, Any],
-    rows: list[dict[str, Any]],
-    eval_rows: list[dict[str, Any]] | None = None,
-) -> Job:
-    """Rank 0's part before any model loads: the trainer section resolved (vLLM server found,
-    fp32 head, β, held-out evaluation) and the checkpoint `--resume` names, both read from the
-    store."""
-    section = dict(conf.get("trainer") or {})
-    if eval_rows:
-        section |= eval_schedule(section, conf.get("eval_every"))
-    if kind == "grpo" and conf["fp32_lm_head"]:
-        section["cast_lm_head_to_fp32"] = True  # TRL's own, on policy and reference
-    if kind == "grpo" and conf.get("init_kl_coef") is not None:
-        section["beta"] = float(conf["init_kl_coef"])
-    if kind == "grpo" and conf.get("vllm_mode"):
-        from rlctl.train.grpo import require_gpu, vllm_section
-
-        section |= vllm_section(conf, run.store)
-        require_gpu(conf["vllm_mode"])
-    if kind == "sft" and rows and "messages" in rows[0]:
-        section.setdefault("assistant_only_loss", _assistant_only_loss(conf["model"]))
-    job = Job(run.run_id, rows, section, _resume_from(run, conf.get("resume")), None, eval_rows)
-    if kind == "grpo" and conf.get("vllm_mode") == "colocate" and conf["fp32_lm_head"]:
-        from rlctl.models.head_dtype import with_fp32_head
-
-        # TRL's colocated engine loads `model.name_or_path` and takes no hf_overrides
-        job.vllm_model = str(with_fp32_head(conf["model"], run.artifact_dir / "vllm-model"))
-    # run.json records the trainer section TRL gets (resolved vLLM keys, assistant-only loss)
-    run.info["config"] = {**run.info["config"], "trainer": redact_value(section)}
-    run.save()
-    return job
-
-
-def eval_schedule(section: dict[str, Any], every: int | None) -> dict[str, Any]:
-    """TRL's evaluation settings for `--eval-input`: once before the first step (the "before"
-    figure, `eval_on_start`) and every `every` steps (default: a tenth of max_steps), unless
-    the trainer section sets them itself. Without a schedule TRL would take the held-out set
-    and never evaluate it."""
-    steps = every or section.get("eval_steps") or max(1, int(section.get("max_steps", 500)) // 10)
-    return {
-        "eval_strategy": section.get("eval_strategy", "steps"),
-        "eval_steps": int(steps),
-        "eval_on_start": section.get("eval_on_start", True),
-    }
-
-
-@dataclass
-class Setup:
-    """TRL's config and the GRPO reward functions, built on every rank."""
-
-    args: Any
-    funcs: list[Any]
-    samples: Any  # grpo: the SampleLog callback that writes the sampled completions
-    margins: Any = None  # beta-dpo: rank 0's margin log artifact, written as training goes
 
 
 def setup(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job) -> Setup:
     """Everything that can be wrong with the config or the rewards fails here, before the
     model is loaded (on rank 0 of a distributed job, before the others are told to start)."""
     args = trl_config(kind, job.section, run.artifact_dir / "trainer")
-    funcs: list[Any] = []
-    samples = None
-    if kind == "grpo":
-        from rlctl.train.callbacks import SampleLog
-        from rlctl.train.grpo import reward_functions
-
-        # the judges' own sections (resolved with the config), never the trainer's keys:
-        # its `model` is the policy, not the llm judge's model
-        funcs, names, args.reward_weights = reward_functions(conf["reward"], conf["judge"])
-        writer = run.artifact("samples", "train_sample") if isinstance(run, Run) else None
-        samples = SampleLog(writer, int(conf["log_every"]), names, args.reward_weights, run.run_id)
-        if conf.get("kl_target") and not args.beta:
-            raise BadInput("--kl-target needs a KL term: set --init-kl-coef (> 0)")
-    if kind == "beta-dpo":
-        losses = list(args.loss_type) if isinstance(args.loss_type, list) else [args.loss_type]
-        if losses not in (["sigmoid"], ["sigmoid", "sft"]):
-            raise BadInput(
-                f"beta-dpo computes its own sigmoid loss, optionally with TRL's SFT term; "
-                f"trainer.loss_type={losses} is not that: use [sigmoid] or [sigmoid, sft], or "
-                "'train dpo' (which takes any TRL loss)"
-            )
-    margins = None
-    if kind == "beta-dpo" and isinstance(run, Run):
-        margins = run.artifact("margins", "margin_log")
-    return Setup(args, funcs, samples, margins)
+    return Setup(args, recipe(kind).setup(run, conf, args))
 
 
 def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: Setup) -> Path:
-    """Train, save the final checkpoint (an artifact of rank 0's run), return its path."""
+    """Train, save the final checkpoint (an artifact of rank 0's run), return its path. The
+    same loop for every trainer: its recipe builds the TRL trainer."""
     import datasets
     from datasets import Dataset
 
@@ -208,64 +39,24 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
     quiet_transformers()
     datasets.disable_progress_bars()
     out = run.artifact_dir / "checkpoint"
-    args, samples = built.args, built.samples
-    own_head = conf["fp32_lm_head"] and kind != "grpo"  # GRPO: TRL's cast_lm_head_to_fp32
+    args, rec = built.args, recipe(kind)
+    own_head = conf["fp32_lm_head"] and rec.own_fp32_head
     model, tok = load_causal_lm(conf["model"], "float32" if args.use_cpu else "auto", own_head)
     run.add_model(conf["model"])
     if job.vllm_model:
         model.config._name_or_path = job.vllm_model  # what TRL's colocated vLLM loads
     rows = job.rows
-    if kind == "beta-dpo":
-        rows = [{**r, "pair_index": i} for i, r in enumerate(rows)]
     common = {
         "model": model,
         "args": args,
-        "train_dataset": Dataset.from_list(rows),
+        "train_dataset": Dataset.from_list(rec.dataset_rows(rows)),
         "processing_class": tok,
     }
     if job.eval_rows:
         common["eval_dataset"] = Dataset.from_list(job.eval_rows)
     state = CheckpointState({})
-    if kind == "sft":
-        from trl import SFTTrainer
-
-        trainer = SFTTrainer(**common)
-    elif kind == "dpo":
-        from trl import DPOTrainer
-
-        trainer = DPOTrainer(**common)
-    elif kind == "grpo":
-        from trl import GRPOTrainer
-
-        trainer = GRPOTrainer(**common, reward_funcs=built.funcs)
-        samples.trainer = trainer
-        trainer.add_callback(samples)
-        if conf.get("kl_target"):
-            from rlctl.train.callbacks import AdaptiveKL
-
-            kl = AdaptiveKL(trainer, run, float(conf["kl_target"]), float(conf["kl_horizon"]))
-            trainer.add_callback(kl)
-            state.parts["adaptive_kl"] = kl
-    else:
-        from rlctl.train.beta_dpo import BetaDPOLoss, make_trainer_class
-
-        loss = BetaDPOLoss(
-            beta0=args.beta,
-            rho=conf["rho"],
-            alpha=conf["alpha"],
-            seed=args.seed,
-            stats_init=conf["stats_init"],
-        )
-        pair_ids = [r["id"] for r in job.rows]
-        trainer = make_trainer_class()(
-            **common,
-            beta_dpo=loss,
-            margin_log=built.margins,
-            pair_ids=pair_ids,
-            run_id=run.run_id,
-        )
-        state.parts["beta_dpo"] = loss
-    if kind != "grpo":
+    trainer = rec.build(common, conf, job, built, run, state)
+    if rec.counts_rows:
         report_data(run, kind, len(rows), trainer.train_dataset, args, float(conf["max_dropped"]))
         if job.eval_rows:
             report_data(
@@ -351,8 +142,8 @@ def report_data(
         log.warning(
             "%s of %s %s dropped (the prompt alone fills %s), %s truncated to it",
             dropped,
-            what,
             rows_in,
+            what,
             how,
             truncated,
         )
@@ -367,70 +158,3 @@ def report_data(
             f"the prompt alone fills {how}; raise trainer.max_length, or pass "
             f"--max-dropped {min(1.0, round(dropped / rows_in + 0.005, 2))} to train on the rest"
         )
-
-
-def _assistant_only_loss(model: str) -> bool:
-    """Loss on the assistant turns only, when the chat template allows it: it marks them
-    (`{% generation %}`), or TRL ships a training version of it (Qwen, Llama, Gemma, ...).
-    Otherwise every token, and the log says so."""
-    from transformers import AutoTokenizer
-    from trl.chat_template_utils import get_training_chat_template
-
-    from rlctl.models import require_model_path
-
-    require_model_path(model)
-    try:
-        get_training_chat_template(AutoTokenizer.from_pretrained(model))
-    except (ValueError, TypeError) as e:
-        log.warning(
-            "sft on whole conversations: loss on every token (%s); set "
-            "trainer.assistant_only_loss after adding {%% generation %%} markers",
-            str(e).split(" (")[0],
-        )
-        return False
-    except OSError as e:
-        raise BadInput(f"--model {model}: cannot load its tokenizer ({e})") from e
-    return True
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete `checkpoint-N` TRL wrote under a run's artifacts. A process killed
-    while saving leaves a torn one (weights half written, no trainer state): it is skipped,
-    with a warning, for the newest one before it."""
-    from rlctl.train.callbacks import checkpoint_complete
-
-    found = sorted(
-        (p for p in (run_dir / "trainer").glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-        reverse=True,
-    )
-    for ckpt in found:
-        if checkpoint_complete(ckpt):
-            return ckpt
-        log.warning("%s is incomplete (the process died while saving it): skipped", ckpt.name)
-    return None
-
-
-def _resume_from(run: Run, ref: str | None) -> str | None:
-    """`--resume RUN` (or `latest`): that run's newest checkpoint, with lineage to it."""
-    if not ref:
-        return None
-    store = run.store
-    if ref == "latest":
-        ids = [
-            r["run_id"]
-            for r in store.iter_runs()
-            if r["command"] == run.command and r["run_id"] != run.run_id
-        ]
-        if not ids:
-            raise BadInput(f"--resume latest: no earlier '{run.command}' run in {store.root}")
-        rid = ids[0]
-    else:
-        rid = store.match_run(ref)
-    ckpt = last_checkpoint(store.artifacts_dir / rid)
-    if ckpt is None:
-        raise BadInput(
-            f"--resume {ref}: run {rid} saved no complete checkpoint (trainer.save_steps?)"
-        )
-    run.add_input(str(ckpt), run_id=rid, via="resume")
-    return str(ckpt)

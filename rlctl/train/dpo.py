@@ -1,0 +1,30 @@
+"""`train dpo`: TRL's DPOTrainer on pair records, any of its losses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rlctl.train.data import dpo_rows
+from rlctl.train.recipe import Recipe
+
+
+class DPORecipe(Recipe):
+    kind = "dpo"
+    record_kind = "pair"
+
+    def config_class(self) -> type:
+        from trl import DPOConfig
+
+        return DPOConfig
+
+    def rows(self, located: Iterable[tuple[str, dict[str, Any]]], conf: dict[str, Any]) -> list:
+        return dpo_rows(located)
+
+    def build(self, common: dict[str, Any], *_: Any) -> Any:
+        from trl import DPOTrainer
+
+        return DPOTrainer(**common)
+
+
+RECIPE = DPORecipe()
