@@ -152,6 +152,18 @@ def check_keys(
             check_keys(value, defaults[key], where, open_set, prefix=f"{dotted}.")
         elif isinstance(defaults[key], Mapping) and defaults[key] and dotted not in open_set:
             raise BadInput(f"{where}: {dotted!r} is a section; set its keys, e.g. {dotted}.KEY=…")
+        elif isinstance(value, Mapping) and not isinstance(defaults[key], Mapping):
+            # `judge.format.regex` where `judge` is a list: it would be replaced, not merged
+            leaf = next(iter(value))
+            flat = f"{key}_{leaf}" if f"{key}_{leaf}" in defaults else None
+            nested = value[leaf]
+            if isinstance(nested, Mapping) and nested:
+                flat = next((k for k in (f"{leaf}_{next(iter(nested))}",) if k in defaults), flat)
+            did = f"; did you mean '{prefix}{flat}'?" if flat else ""
+            raise BadInput(
+                f"{where}: {dotted!r} is not a section (it holds {defaults[key]!r}), so "
+                f"{dotted}.{leaf} would be dropped{did}"
+            )
 
 
 def resolve(

@@ -264,3 +264,28 @@ def test_grpo_warns_before_rewarding_the_wrong_thing(rlctl: Runner, tmp_path: Pa
     assert quiet.stderr.decode().strip().splitlines() == [
         "rlctl: error: --model ./nope: no such directory (a local path or an org/name hub id)"
     ]
+
+
+def test_a_judge_option_of_the_wrong_type_is_one_line(rlctl: Runner, tmp_path: Path) -> None:
+    """`--set judge.format.regex=[0-9]` (train grpo) or `--set format_regex=[0-9]` (rlctl
+    judge) is a YAML list, not a regex: it used to reach the judge and fail as `TypeError:
+    unhashable type` (exit 1). Each judge option has a type, checked where the section is read
+    (rlctl judge and train grpo alike), before any model loads."""
+    rollouts = tmp_path / "r.jsonl"
+    rollouts.write_text('{"id": "a", "prompt": "p", "completion": "1"}\n')
+    judge = ["judge", "-i", str(rollouts), "--judge", "format", "--set"]
+    r = rlctl(*judge, "format_regex=[0-9]")
+    line = r.stderr.decode().strip().splitlines()[-1]
+    assert r.returncode == 2, line
+    assert "format_regex: expected a string, got ['0-9']" in line and "quote" in line, line
+    # in `rlctl judge`, `judge` is the list of judges: a section-style key was dropped silently
+    r = rlctl(*judge, "judge.format.regex=x")
+    line = r.stderr.decode().strip().splitlines()[-1]
+    assert r.returncode == 2 and "'judge' is not a section" in line, line
+    assert "did you mean 'format_regex'?" in line, line
+    r = rlctl(
+        "train", "grpo", "-i", str(rollouts), "--model", "m", "--reward", "code",
+        "--set", "judge.code.timeout=soon",
+    )  # fmt: skip
+    line = r.stderr.decode().strip().splitlines()[-1]
+    assert r.returncode == 2 and "judge.code.timeout: expected a number, got 'soon'" in line, line

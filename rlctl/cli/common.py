@@ -94,10 +94,16 @@ def check_types(
             continue
         if param.multiple and not isinstance(value, list):
             raise BadInput(f"{key}: expected a list, e.g. [a, b], got {_shown(value)}")
+        items = value if param.multiple else [value]
+        if isinstance(param.type, click.types.StringParamType) and any(
+            isinstance(v, (list, dict, bool)) for v in items
+        ):  # click would turn ['0-9'] (YAML's reading of [0-9]) into the text "['0-9']"
+            raise BadInput(
+                f"{key}: expected a string, got {_shown(value)} (quote it to keep it a "
+                f"string: --set \"{key}='...'\")"
+            )
         try:
-            converted = [
-                param.type.convert(v, param, ctx) for v in (value if param.multiple else [value])
-            ]
+            converted = [param.type.convert(v, param, ctx) for v in items]
         except click.BadParameter as e:
             raise BadInput(f"{key}: {e.format_message()}") from None
         except (TypeError, ValueError):

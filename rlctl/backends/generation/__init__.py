@@ -12,7 +12,14 @@ from typing import Any, Protocol
 
 from rlctl.errors import BadInput
 
-BACKENDS = ("hf", "openai", "vllm")
+# the generation engines, by name: `module:Class`, imported on first use; each class builds
+# itself from the command's options (`Class.from_options(options, endpoint)`)
+REGISTRY = {
+    "hf": "rlctl.backends.generation.hf:HFBackend",
+    "openai": "rlctl.backends.generation.openai_api:OpenAIBackend",
+    "vllm": "rlctl.backends.generation.vllm_engine:VLLMBackend",
+}
+BACKENDS = tuple(REGISTRY)
 
 
 @dataclass(frozen=True)
@@ -146,34 +153,9 @@ def engine_record(
 def make_backend(
     name: str, options: dict[str, Any], endpoint: dict[str, Any] | None = None
 ) -> Backend:
-    if name == "hf":
-        from rlctl.backends.generation.hf import HFBackend
+    if name not in REGISTRY:
+        raise BadInput(f"--backend {name}: use one of {', '.join(BACKENDS)}")
+    import importlib
 
-        return HFBackend(
-            options["model"],
-            dtype=options.get("dtype") or "auto",
-            batch_size=int(options.get("batch_size") or 16),
-            fp32_lm_head=bool(options.get("fp32_lm_head")),
-            seed=options.get("seed"),
-        )
-    if name == "openai":
-        from rlctl.backends.generation.openai_api import OpenAIBackend
-
-        return OpenAIBackend(
-            base_url=options["base_url"],
-            model=options.get("model"),
-            concurrency=int(options.get("concurrency") or 16),
-            api=options.get("api") or "chat",
-            endpoint=endpoint,
-        )
-    if name == "vllm":
-        from rlctl.backends.generation.vllm_engine import VLLMBackend
-
-        return VLLMBackend(
-            options["model"],
-            dtype=options.get("dtype") or "auto",
-            seed=options.get("seed"),
-            fp32_lm_head=bool(options.get("fp32_lm_head")),
-            max_model_len=options.get("max_model_len"),
-        )
-    raise BadInput(f"--backend {name}: use one of {', '.join(BACKENDS)}")
+    module, _, cls = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), cls).from_options(options, endpoint)

@@ -76,6 +76,16 @@ class _StopOnGeneratedText:
 class HFBackend:
     name = "hf"
 
+    @classmethod
+    def from_options(cls, options: dict[str, Any], endpoint: dict[str, Any] | None) -> HFBackend:
+        return cls(
+            options["model"],
+            dtype=options.get("dtype") or "auto",
+            batch_size=int(options.get("batch_size") or 16),
+            fp32_lm_head=bool(options.get("fp32_lm_head")),
+            seed=options.get("seed"),
+        )
+
     @property
     def model(self) -> str:  # what rollout records call the model
         return self.model_path

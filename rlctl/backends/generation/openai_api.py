@@ -18,6 +18,18 @@ from rlctl.net import reachable
 class OpenAIBackend:
     name = "openai"
 
+    @classmethod
+    def from_options(
+        cls, options: dict[str, Any], endpoint: dict[str, Any] | None
+    ) -> OpenAIBackend:
+        return cls(
+            base_url=options["base_url"],
+            model=options.get("model"),
+            concurrency=int(options.get("concurrency") or 16),
+            api=options.get("api") or "chat",
+            endpoint=endpoint,
+        )
+
     def __init__(
         self,
         base_url: str,

@@ -24,6 +24,16 @@ def fp32_head_overrides() -> dict[str, Any]:
 class VLLMBackend:
     name = "vllm"
 
+    @classmethod
+    def from_options(cls, options: dict[str, Any], endpoint: dict[str, Any] | None) -> VLLMBackend:
+        return cls(
+            options["model"],
+            dtype=options.get("dtype") or "auto",
+            seed=options.get("seed"),
+            fp32_lm_head=bool(options.get("fp32_lm_head")),
+            max_model_len=options.get("max_model_len"),
+        )
+
     def __init__(
         self,
         model: str,

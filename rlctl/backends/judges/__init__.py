@@ -16,7 +16,17 @@ from typing import Any
 from rlctl.backends.judges.base import Judge, Score, completion_text
 from rlctl.errors import BadInput
 
-NAMES = ("math", "format", "code", "llm", "rm", "ifeval")
+# the judges, by name: `module:Class`, imported on first use (rule-based judging never loads
+# torch); each class builds itself from its own options section (`Class.from_options`)
+JUDGES = {
+    "math": "rlctl.backends.judges.math:MathJudge",
+    "format": "rlctl.backends.judges.format:FormatJudge",
+    "code": "rlctl.backends.judges.code:CodeJudge",
+    "llm": "rlctl.backends.judges.llm:LLMJudge",
+    "rm": "rlctl.backends.judges.rm:RewardModelJudge",
+    "ifeval": "rlctl.backends.judges.ifeval:IFEvalJudge",
+}
+NAMES = tuple(JUDGES)
 
 
 def parse_route(spec: str) -> tuple[str | None, str]:
@@ -63,50 +73,9 @@ def build(name: str, options: Mapping[str, Any] | None = None) -> Judge:
     from rlctl.backends.judges.options import judge_section
 
     o = judge_section(options)
-    if name == "math":
-        from rlctl.backends.judges.math import MathJudge
-
-        return MathJudge(mode=o["math"]["mode"] or "auto")
-    if name == "format":
-        from rlctl.backends.judges.format import R1_FORMAT, FormatJudge
-
-        return FormatJudge(o["format"]["regex"] or R1_FORMAT, bool(o["format"]["search"]))
-    if name == "code":
-        from rlctl.backends.judges.code import CodeJudge
-
-        c = o["code"]
-        return CodeJudge(
-            workers=c["workers"],
-            timeout=float(c["timeout"] or 5.0),
-            memory_mb=int(c["memory_mb"] or 1024),
-        )
-    if name == "llm":
-        from rlctl.backends.judges.llm import LLMJudge
-
-        c = o["llm"]
-        return LLMJudge(
-            base_url=c["base_url"],
-            model=c["model"],
-            mode=c["mode"] or "pointwise",
-            concurrency=int(c["concurrency"] or 8),
-            cache_dir=c["cache_dir"],
-            template=c["template"],
-            constrain=bool(c["constrain"]),
-            max_tokens=int(c["max_tokens"] or 512),
-        )
-    if name == "rm":
-        if not o["rm"]["model"]:
-            raise BadInput(
-                "--judge rm needs a reward model: --rm-model PATH (rlctl judge), or "
-                "judge.rm.model (train grpo: --set judge.rm.model=PATH)"
-            )
-        from rlctl.backends.judges.rm import RewardModelJudge
-
-        return RewardModelJudge(o["rm"]["model"], batch_size=int(o["rm"]["batch_size"] or 16))
-    if name == "ifeval":
-        from rlctl.backends.judges.ifeval import IFEvalJudge
-
-        return IFEvalJudge(mode=o["ifeval"]["mode"] or "strict")
+    if name in JUDGES:
+        module, _, cls = JUDGES[name].partition(":")
+        return getattr(importlib.import_module(module), cls).from_options(o[name])
     return FunctionJudge(name)
 
 

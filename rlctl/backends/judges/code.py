@@ -37,6 +37,15 @@ def _strip_fence(code: str) -> str:
 
 
 class CodeJudge:
+    @classmethod
+    def from_options(cls, o: dict[str, Any]) -> CodeJudge:
+        """From its `judge.code` section."""
+        return cls(
+            workers=o["workers"],
+            timeout=float(o["timeout"] or 5.0),
+            memory_mb=int(o["memory_mb"] or 1024),
+        )
+
     def __init__(
         self,
         workers: int | None = None,

@@ -16,6 +16,11 @@ R1_FORMAT = r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$"
 
 
 class FormatJudge:
+    @classmethod
+    def from_options(cls, o: dict[str, Any]) -> FormatJudge:
+        """From its `judge.format` section (no regex: the R1 think/answer shape)."""
+        return cls(o["regex"] or R1_FORMAT, bool(o["search"]))
+
     def __init__(self, pattern: str = R1_FORMAT, search: bool = False) -> None:
         try:
             self.regex = re.compile(pattern, re.S)

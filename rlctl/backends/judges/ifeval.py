@@ -73,6 +73,11 @@ def parse_reference(value: Any) -> dict[str, Any] | None:
 
 
 class IFEvalJudge:
+    @classmethod
+    def from_options(cls, o: dict[str, Any]) -> IFEvalJudge:
+        """From its `judge.ifeval` section."""
+        return cls(mode=o["mode"] or "strict")
+
     def __init__(self, mode: str = "strict") -> None:
         if mode not in MODES:
             raise BadInput(f"--ifeval-mode {mode!r}: expected one of {', '.join(MODES)}")

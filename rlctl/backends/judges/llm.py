@@ -86,6 +86,20 @@ def parse_winner(reply: str) -> str | None:
 
 
 class LLMJudge:
+    @classmethod
+    def from_options(cls, o: dict[str, Any]) -> LLMJudge:
+        """From its `judge.llm` section (its own `model`, never the policy's)."""
+        return cls(
+            base_url=o["base_url"],
+            model=o["model"],
+            mode=o["mode"] or "pointwise",
+            concurrency=int(o["concurrency"] or 8),
+            cache_dir=o["cache_dir"],
+            template=o["template"],
+            constrain=bool(o["constrain"]),
+            max_tokens=int(o["max_tokens"] or 512),
+        )
+
     def __init__(
         self,
         base_url: str | None,

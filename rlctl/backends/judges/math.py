@@ -148,6 +148,11 @@ class MathJudge:
     """1.0 when the extracted answer equals the reference, 0.0 when not, None without a
     reference (TRL skips None rewards rather than counting them as wrong)."""
 
+    @classmethod
+    def from_options(cls, o: dict[str, Any]) -> MathJudge:
+        """From its `judge.math` section."""
+        return cls(mode=o["mode"] or "auto")
+
     def __init__(self, mode: str = "auto") -> None:
         if mode not in MODES:
             raise BadInput(f"--mode {mode}: use one of {', '.join(MODES)}")

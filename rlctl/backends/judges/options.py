@@ -12,23 +12,31 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-JUDGE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "math": {"mode": "auto"},
-    "format": {"regex": None, "search": False},
-    "code": {"workers": None, "timeout": 5.0, "memory_mb": 1024},
+from rlctl.errors import BadInput
+
+# each judge's options: (type, default); None always means "the judge's default"
+JUDGE_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
+    "math": {"mode": (str, "auto")},
+    "format": {"regex": (str, None), "search": (bool, False)},
+    "code": {"workers": (int, None), "timeout": (float, 5.0), "memory_mb": (int, 1024)},
     "llm": {
-        "base_url": None,
-        "model": None,
-        "mode": "pointwise",
-        "template": None,
-        "constrain": False,
-        "max_tokens": 512,
-        "concurrency": 8,
-        "cache_dir": None,
+        "base_url": (str, None),
+        "model": (str, None),
+        "mode": (str, "pointwise"),
+        "template": (str, None),
+        "constrain": (bool, False),
+        "max_tokens": (int, 512),
+        "concurrency": (int, 8),
+        "cache_dir": (str, None),
     },
-    "rm": {"model": None, "batch_size": 16},
-    "ifeval": {"mode": "strict"},
+    "rm": {"model": (str, None), "batch_size": (int, 16)},
+    "ifeval": {"mode": (str, "strict")},
 }
+JUDGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    name: {key: default for key, (_, default) in options.items()}
+    for name, options in JUDGE_OPTIONS.items()
+}
+TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number"}
 
 # `rlctl judge`'s flat flags (and the older flat keys of a grpo recipe): flag -> (judge, key)
 FLAT = {
@@ -62,9 +70,26 @@ def judge_section(
     out = copy.deepcopy(JUDGE_DEFAULTS)
     for name, options in (section or {}).items():
         out.setdefault(name, {}).update(options or {})
+    for name, options in (section or {}).items():
+        for key, value in (options or {}).items():
+            check_type(name, key, value, f"judge.{name}.{key}")
     mapping = {**FLAT, **(extra or {})}
     defaults = flat_defaults or {}
     for key, (name, option) in mapping.items():
         if flat is not None and key in flat and flat[key] != defaults.get(key):
+            check_type(name, option, flat[key], key)
             out[name][option] = flat[key]
     return out
+
+
+def check_type(judge: str, key: str, value: Any, shown: str) -> None:
+    """A value of the type the judge takes, or one line: a YAML-looking `--set` value
+    (`[0-9]`, `yes`) is parsed as YAML, so a regex or a word may arrive as a list or a bool."""
+    want = JUDGE_OPTIONS.get(judge, {}).get(key, (None,))[0]
+    if want is None or value is None:
+        return
+    ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
+    ok = ok or (want is float and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        hint = f" (quote it to keep it a string: --set \"{shown}='...'\")" if want is str else ""
+        raise BadInput(f"{shown}: expected {TYPE_NAMES[want]}, got {value!r:.60}{hint}")

@@ -18,6 +18,16 @@ from rlctl.models.paths import require_model_path
 
 
 class RewardModelJudge:
+    @classmethod
+    def from_options(cls, o: dict[str, Any]) -> RewardModelJudge:
+        """From its `judge.rm` section, which must name the reward model."""
+        if not o["model"]:
+            raise BadInput(
+                "--judge rm needs a reward model: --rm-model PATH (rlctl judge), or "
+                "judge.rm.model (train grpo: --set judge.rm.model=PATH)"
+            )
+        return cls(o["model"], batch_size=int(o["batch_size"] or 16))
+
     def __init__(self, path: str, batch_size: int = 16, max_length: int = 4096) -> None:
         from rlctl.net import prefer_offline_hub
 
