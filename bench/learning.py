@@ -1,9 +1,12 @@
 """Does training learn? `synth:arith` (two-digit addition) on a tiny model, per seed: held-out
-exact match of the base model, after `train sft` from scratch, and after `train grpo` from the
-SFT checkpoint, with steps and wall seconds; and GRPO's mean training reward in its first and
-last tenth of steps. Every step is a normal rlctl command recorded in a throwaway store.
+exact match of the base model, after `train sft` from scratch, after `train grpo` from the
+SFT checkpoint, and after `train dpo` and `train beta-dpo` on the SFT model's own judged
+samples (`rollout -n 4 | judge --pairs`, with TRL's SFT term), with steps and wall seconds;
+GRPO's mean training reward in its first and last tenth of steps; the preference trainers'
+accuracy and margin on held-out pairs (`--eval-input`) before and after. Every step is a
+normal rlctl command recorded in a throwaway store.
 
-Run: `.venv/bin/python bench/learning.py [--seeds 0 1]` (~5 min a seed on 2 cores). Writes
+Run: `.venv/bin/python bench/learning.py [--seeds 0 1]` (~9 min a seed on 2 cores). Writes
 docs/bench/learning.md and docs/bench/learning.png (GRPO reward per step, one line a seed).
 """
 
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from report import ROOT, machine, publish, rlctl
 
-SFT_STEPS, GRPO_STEPS = 450, 150
+SFT_STEPS, GRPO_STEPS, PREF_STEPS = 450, 150, 140
 SFT = [
     "--target", "meta.solution", "--set", "trainer.learning_rate=1e-3",
     "--set", "trainer.warmup_steps=20", "--set", "trainer.per_device_train_batch_size=32",
@@ -27,6 +30,12 @@ GRPO = [
     "--reward", "math", "--set", "trainer.num_generations=8",
     "--set", "trainer.per_device_train_batch_size=64", "--set", "trainer.max_completion_length=24",
     "--set", "trainer.learning_rate=5e-5",
+]  # fmt: skip
+
+PREF = [
+    "--max-steps", str(PREF_STEPS), "--eval-every", str(PREF_STEPS),
+    "--set", "trainer.learning_rate=1e-4", "--set", "trainer.per_device_train_batch_size=8",
+    "--set", "trainer.loss_type=[sigmoid, sft]", "--set", "trainer.loss_weights=[1.0, 1.0]",
 ]  # fmt: skip
 
 
@@ -119,7 +128,9 @@ def one_seed(seed: int, root: Path) -> dict:
     ]
     curve = [(r["step"], r["r"]) for r in rows]
     tenth = max(1, len(curve) // 10)
+    pref = preference_loop(store, sft, seed, root)
     return {
+        **pref,
         "seed": seed,
         "base": held_out(store, str(base)),
         "sft": held_out(store, sft),
@@ -130,6 +141,43 @@ def one_seed(seed: int, root: Path) -> dict:
         "last": sum(r for _, r in curve[-tenth:]) / tenth,
         "curve": curve,
     }
+
+
+def pairs(store: Path, model: str, *pull: str) -> bytes:
+    prompts = run(store, "data", "pull", "synth:arith", *pull)
+    rollouts = run(
+        store, "rollout", "--model", model, "-n", "4", "--max-tokens", "24", stdin=prompts
+    )
+    return run(store, "judge", "--judge", "math", "--pairs", stdin=rollouts)
+
+
+def preference_loop(store: Path, sft: str, seed: int, root: Path) -> dict:
+    """DPO and β-DPO from the SFT checkpoint on the same pairs of its own samples."""
+    held = root / f"heldout-pairs-{seed}.jsonl"
+    held.write_bytes(pairs(store, sft, "--split", "test", "--limit", "100"))
+    train = pairs(store, sft, "--shuffle", "--seed", str(seed + 2), "--limit", "1000")
+    out: dict = {"pairs": len(train.splitlines())}
+    for kind in ("dpo", "beta-dpo"):
+        out[f"{kind}_s"] = timed(
+            store, "train", kind, "--model", sft, "--eval-input", str(held), *PREF,
+            "--set", f"trainer.seed={seed}", stdin=train,
+        )  # fmt: skip
+        ckpt = checkpoint(store, f"train {kind}")
+        out[kind] = held_out(store, ckpt)
+        rows = [
+            json.loads(x)
+            for x in run(
+                store, "sql", "--json",
+                "SELECT m.step, m.name, m.value FROM metrics m JOIN runs r USING (run_id) "
+                f"WHERE r.command = 'train {kind}' AND m.name IN "
+                "('eval_rewards/accuracies', 'eval_rewards/margins') ORDER BY m.step",
+            ).splitlines()
+            if x.strip()
+        ]  # fmt: skip
+        for name in ("accuracies", "margins"):
+            values = [r["value"] for r in rows if r["name"] == f"eval_rewards/{name}"]
+            out[f"{kind}_{name}"] = (values[0], values[-1])
+    return out
 
 
 def plot(results: list[dict], out: Path) -> None:
@@ -177,6 +225,28 @@ def main() -> None:
         ),
         "",
         "![GRPO reward per step](learning.png)",
+        "",
+        "The preference loop from the same SFT checkpoint: `data pull synth:arith --limit 1000 "
+        "| rollout -n 4 | judge --judge math --pairs` (the SFT model's own samples, best vs "
+        f"worst), then `train dpo` and `train beta-dpo` on those pairs, {PREF_STEPS} steps of 8 "
+        "pairs, lr 1e-4, with TRL's SFT term (`loss_type=[sigmoid, sft]`, weights 1, 1); "
+        "held-out pairs are built the same way from 100 `test` sums and evaluated before the "
+        "first step and at the end (`--eval-input`).",
+        "",
+        "| seed | pairs | SFT | DPO | β-DPO | DPO held-out pair acc. | β-DPO held-out pair acc. "
+        "| DPO margin | β-DPO margin | DPO wall s | β-DPO wall s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *(
+            f"| {r['seed']} | {r['pairs']} | {r['sft']:.3f} | {r['dpo']:.3f} | "
+            f"{r['beta-dpo']:.3f} | "
+            + " | ".join(
+                f"{r[f'{k}_{n}'][0]:.3f} → {r[f'{k}_{n}'][1]:.3f}"
+                for n in ("accuracies", "margins")
+                for k in ("dpo", "beta-dpo")
+            )
+            + f" | {r['dpo_s']:.0f} | {r['beta-dpo_s']:.0f} |"
+            for r in results
+        ),
     ]
     publish("learning", lines)
 

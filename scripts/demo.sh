@@ -93,9 +93,12 @@ for model in .demo/arith "$SFT" "$GRPO" "$DPO" "$BDPO"; do
     | rlctl rollout --model "$model" --temperature 0 --max-tokens 24 2>> .demo/eval.log \
     | rlctl judge --judge math > /dev/null 2>> .demo/eval.log
 done
-rlctl sql "SELECT j.model, count(*) AS held_out, round(avg(j.reward), 3) AS accuracy
-           FROM judged j WHERE j.run_id IN (SELECT run_id FROM runs WHERE command = 'judge'
-                                            ORDER BY started_at DESC LIMIT 5)
+rlctl sql "SELECT coalesce(r.command, 'base (random weights)') AS trained_by, count(*) AS held_out,
+                  round(avg(j.reward), 3) AS accuracy
+           FROM judged j LEFT JOIN artifacts a ON a.path = j.model AND a.kind = 'model'
+           LEFT JOIN runs r ON r.run_id = a.run_id
+           WHERE j.run_id IN (SELECT run_id FROM runs WHERE command = 'judge'
+                              ORDER BY started_at DESC LIMIT 5)
            GROUP BY 1 ORDER BY accuracy"
 
 say "rlctl eval gsm8k --model \$SFT --shots 0 --data latest:data-pull  (lm-eval, offline: for the lineage below; an adder scores 0 on GSM8K)"
