@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import click
@@ -11,6 +11,7 @@ from click.core import ParameterSource
 
 from rlctl import config as cfg
 from rlctl.errors import BadInput
+from rlctl.options import Option, check_all
 from rlctl.store import Store
 
 log = logging.getLogger("rlctl")
@@ -51,9 +52,52 @@ class FiniteFloat(click.FloatRange):
         return out
 
 
-def resolve_config(ctx: click.Context, defaults: dict[str, Any], **kw: Any) -> dict[str, Any]:
+def stage_options(options: Mapping[str, Option]) -> Callable[[F], F]:
+    """A stage's flags, from its option table (`rlctl.options`): the name, type, range,
+    choices and help with its default all come from there. A flag's value is None unless
+    given, so the config file and `--set` are never silently overridden by a click default."""
+
+    def deco(f: F) -> F:
+        for key, opt in reversed(list(options.items())):
+            if opt.flags == () or opt.type is dict:
+                continue  # config only, or a section
+            names = list(opt.flags or (f"--{key.replace('_', '-')}",))
+            kw: dict[str, Any] = {"help": opt.describe(), "default": None}
+            if opt.metavar:
+                kw["metavar"] = opt.metavar
+            if opt.type is bool:
+                if opt.negatable:
+                    long = names[-1]
+                    names[-1] = f"{long}/--no-{long.removeprefix('--')}"
+                else:
+                    kw["is_flag"] = True
+            elif opt.type is list:
+                kw["multiple"] = True
+            elif opt.choices:
+                kw["type"] = click.Choice(list(opt.choices))
+            elif opt.type is int:
+                kw["type"] = (
+                    click.IntRange(opt.min, opt.max, min_open=opt.min_open)
+                    if opt.min is not None or opt.max is not None
+                    else int
+                )
+            elif opt.type is float:
+                kw["type"] = FiniteFloat(opt.min, opt.max, min_open=opt.min_open)
+            f = click.option(*names, key, **kw)(f)
+        return f
+
+    return deco
+
+
+def resolve_config(
+    ctx: click.Context,
+    defaults: dict[str, Any],
+    options: Mapping[str, Option] | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
     """Flags given on the command line win; every other key comes from --set, the file or the
-    defaults. Click's own defaults are ignored, so a config file is never silently overridden."""
+    defaults. Click's own defaults are ignored, so a config file is never silently overridden.
+    Keys with an `Option` are checked by it, the others against their flag or default."""
     flags = {
         name: list(value) if isinstance(value, tuple) else value  # repeatable options
         for name, value in ctx.params.items()
@@ -66,7 +110,9 @@ def resolve_config(ctx: click.Context, defaults: dict[str, Any], **kw: Any) -> d
         flags=flags,
         **kw,
     )
-    check_types(ctx, conf, defaults, set(flags))
+    typed = dict(options or {})
+    check_types(ctx, conf, defaults, set(flags) | set(typed))
+    check_all(conf, typed)
     return conf
 
 

@@ -15,32 +15,28 @@ from typing import Any
 import orjson
 
 from rlctl.backends.judges import WeightedJudge
+from rlctl.backends.judges.options import flat_options
 from rlctl.errors import BadInput
+from rlctl.options import ENDPOINT, Option, defaults
 from rlctl.store import Run, Store
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "judge": ["math"],
-    "mode": "auto",
-    "format_regex": None,
-    "format_search": False,
-    "workers": None,
-    "timeout": 5.0,
-    "memory_mb": 1024,
-    "base_url": None,
-    "model": None,
-    "llm_mode": "pointwise",
-    "llm_template": None,
-    "llm_constrain": False,
-    "llm_max_tokens": 512,
-    "endpoint": None,
-    "concurrency": 8,
-    "rm_model": None,
-    "ifeval_mode": "strict",
-    "batch_size": 64,
-    "pairs": False,
+# the judges' flat flags are their options' (type, default, help: backends/judges/options.py)
+OPTIONS: dict[str, Option] = {
+    "judge": Option(
+        ["math"],
+        "Judge (repeatable); SOURCE: only for records with that source",
+        list,
+        metavar="[SOURCE:]NAME[=WEIGHT]",
+    ),
+    **flat_options({"model": ("llm", "model")}),  # EXTRA
+    "endpoint": ENDPOINT["endpoint"],
+    "batch_size": Option(64, "Records per judge batch", int, min=1),
+    "pairs": Option(False, "Emit best-vs-worst pair records per prompt", bool),
 }
+DEFAULTS = defaults(OPTIONS)
+EXTRA = {"model": ("llm", "model")}  # `rlctl judge --model` is the llm judge's model
 
 
 def judge_records(
@@ -212,7 +208,7 @@ def build_judges(store: Store, conf: dict[str, Any]) -> tuple[WeightedJudge, dic
             raise BadInput("--endpoint is for --judge llm (the judge model's server)")
         endpoint = resolve_endpoint(store, conf)
     flat = {**conf, "cache_dir": str(store.root / "cache" / "llm")}
-    section = judge_section(None, flat, DEFAULTS, extra={"model": ("llm", "model")})
+    section = judge_section(None, flat, DEFAULTS, extra=EXTRA)
     return build_all(conf["judge"], section), endpoint
 
 

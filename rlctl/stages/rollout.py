@@ -7,36 +7,38 @@ import itertools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from rlctl.backends.generation import Backend, Prompt, Sampling
+from rlctl.backends.generation import BACKENDS, Backend, Prompt, Sampling
 from rlctl.errors import BadInput
+from rlctl.options import ENDPOINT, Option, defaults, precision
 from rlctl.store import Run, Store
 
-DEFAULTS: dict[str, Any] = {
-    "model": None,
-    "backend": "hf",
-    "num_samples": 1,
-    "limit": None,
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "top_k": -1,
-    "max_tokens": 256,
-    "stop": [],
+OPTIONS: dict[str, Option] = {
+    "model": Option(None, "Local path or hub id (openai: the served model name)"),
+    "backend": Option("hf", "Generation engine", choices=BACKENDS),
+    "num_samples": Option(1, "Completions per prompt", int, ("-n", "--num-samples"), min=1),
+    "limit": Option(None, "Use only the first N prompts", int, min=0),
+    "temperature": Option(1.0, "Sampling temperature; 0 is greedy", float, min=0),
+    "top_p": Option(1.0, "Nucleus sampling", float, min=0, max=1, min_open=True),
+    "top_k": Option(-1, "Top-k sampling, -1 off", int),
+    "max_tokens": Option(256, "Tokens to generate at most", int, min=1),
+    "stop": Option([], "Stop string (repeatable)", list),
     # None: local engines seed with 0 (reproducible by default); an OpenAI server gets no
     # per-request seed unless asked, because seeded requests crash vLLM's CPU build under
     # chunked prefill ("CPU Generator does not use offset", cf. RBLN-SW/vllm-rbln#1025).
-    "seed": None,
-    "chat_template": True,
-    "system_prompt": None,
-    "logprobs": False,
-    "dtype": "auto",
-    "fp32_lm_head": False,
-    "batch_size": 16,
-    "base_url": None,
-    "endpoint": None,
-    "api": "chat",
-    "concurrency": 16,
-    "max_model_len": None,
+    "seed": Option(None, "Sampling seed", int, shown_default="hf/vllm: 0; openai: none sent"),
+    "chat_template": Option(
+        True, "Render messages with the chat template", bool, negatable=True, shown_default="on"
+    ),
+    "system_prompt": Option(None, "System message prepended to chats that have none"),
+    "logprobs": Option(False, "Record token ids and sampled-token logprobs", bool),
+    **precision("hf/vllm", "auto"),
+    "batch_size": Option(16, "hf: prompts per generate call", int, min=1),
+    **ENDPOINT,
+    "api": Option("chat", "openai: which API", choices=("chat", "completions")),
+    "concurrency": Option(16, "openai: requests in flight", int, min=1),
+    "max_model_len": Option(None, "vllm: context length to allocate", int, min=1),
 }
+DEFAULTS = defaults(OPTIONS)
 
 
 def sampling_of(conf: dict[str, Any]) -> Sampling:

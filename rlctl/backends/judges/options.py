@@ -12,31 +12,63 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from rlctl.errors import BadInput
+from rlctl.options import Option, check, defaults
 
-# each judge's options: (type, default); None always means "the judge's default"
-JUDGE_OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
-    "math": {"mode": (str, "auto")},
-    "format": {"regex": (str, None), "search": (bool, False)},
-    "code": {"workers": (int, None), "timeout": (float, 5.0), "memory_mb": (int, 1024)},
-    "llm": {
-        "base_url": (str, None),
-        "model": (str, None),
-        "mode": (str, "pointwise"),
-        "template": (str, None),
-        "constrain": (bool, False),
-        "max_tokens": (int, 512),
-        "concurrency": (int, 8),
-        "cache_dir": (str, None),
+MATH_MODES = ("auto", "strict", "answer-tag", "boxed", "flexible")
+
+# each judge's options, typed (rlctl.options); None always means "the judge's default"
+JUDGE_OPTIONS: dict[str, dict[str, Option]] = {
+    "math": {"mode": Option("auto", "math: where the answer is", choices=MATH_MODES)},
+    "format": {
+        "regex": Option(
+            None, "format: the regex a good output matches", shown_default="R1 think/answer"
+        ),
+        "search": Option(False, "format: match anywhere, not the whole text", bool),
     },
-    "rm": {"model": (str, None), "batch_size": (int, 16)},
-    "ifeval": {"mode": (str, "strict")},
+    "code": {
+        "workers": Option(
+            None, "code: sandboxes in parallel", int, min=1, shown_default="CPU count"
+        ),
+        "timeout": Option(5.0, "code: wall-clock seconds per program", float, min=0, min_open=True),
+        "memory_mb": Option(1024, "code: address-space limit per program", int, min=1),
+    },
+    "llm": {
+        "base_url": Option(None, "llm: the judge's server URL, e.g. http://127.0.0.1:8000/v1"),
+        "model": Option(None, "llm: judge model name"),
+        "mode": Option(
+            "pointwise",
+            "llm: 1-10 score; vs the reference; or the samples of a prompt vs each other",
+            choices=("pointwise", "pairwise", "samples"),
+        ),
+        "template": Option(
+            None,
+            "llm: the judge's prompt: default, hh-helpful, hh-harmless, tldr, or a Jinja file",
+            metavar="NAME|FILE",
+        ),
+        "constrain": Option(
+            False,
+            "llm: a vLLM judge may only answer with a verdict line (structured outputs)",
+            bool,
+        ),
+        "max_tokens": Option(512, "llm: reply length limit", int, min=1),
+        "concurrency": Option(8, "llm: requests in flight", int, min=1),
+        "cache_dir": Option(None, "llm: where replies are cached", flags=()),
+    },
+    "rm": {
+        "model": Option(None, "rm: sequence-classification reward model", metavar="PATH"),
+        "batch_size": Option(16, "rm: completions per forward pass", int, min=1),
+    },
+    "ifeval": {
+        "mode": Option(
+            "strict",
+            "ifeval: the reward is lm-eval's prompt-level strict or loose accuracy",
+            choices=("strict", "loose"),
+        )
+    },
 }
 JUDGE_DEFAULTS: dict[str, dict[str, Any]] = {
-    name: {key: default for key, (_, default) in options.items()}
-    for name, options in JUDGE_OPTIONS.items()
+    name: defaults(options) for name, options in JUDGE_OPTIONS.items()
 }
-TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", float: "a number"}
 
 # `rlctl judge`'s flat flags (and the older flat keys of a grpo recipe): flag -> (judge, key)
 FLAT = {
@@ -69,27 +101,25 @@ def judge_section(
     keys for one command (`rlctl judge --model` is the llm judge's model)."""
     out = copy.deepcopy(JUDGE_DEFAULTS)
     for name, options in (section or {}).items():
-        out.setdefault(name, {}).update(options or {})
-    for name, options in (section or {}).items():
-        for key, value in (options or {}).items():
-            check_type(name, key, value, f"judge.{name}.{key}")
-    mapping = {**FLAT, **(extra or {})}
-    defaults = flat_defaults or {}
-    for key, (name, option) in mapping.items():
-        if flat is not None and key in flat and flat[key] != defaults.get(key):
-            check_type(name, option, flat[key], key)
-            out[name][option] = flat[key]
+        out.setdefault(name, {}).update(
+            {k: check_type(name, k, v, f"judge.{name}.{k}") for k, v in (options or {}).items()}
+        )
+    given = flat_defaults or {}
+    for key, (name, option) in {**FLAT, **(extra or {})}.items():
+        if flat is not None and key in flat and flat[key] != given.get(key):
+            out[name][option] = check_type(name, option, flat[key], key)
     return out
 
 
-def check_type(judge: str, key: str, value: Any, shown: str) -> None:
-    """A value of the type the judge takes, or one line: a YAML-looking `--set` value
-    (`[0-9]`, `yes`) is parsed as YAML, so a regex or a word may arrive as a list or a bool."""
-    want = JUDGE_OPTIONS.get(judge, {}).get(key, (None,))[0]
-    if want is None or value is None:
-        return
-    ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
-    ok = ok or (want is float and isinstance(value, int) and not isinstance(value, bool))
-    if not ok:
-        hint = f" (quote it to keep it a string: --set \"{shown}='...'\")" if want is str else ""
-        raise BadInput(f"{shown}: expected {TYPE_NAMES[want]}, got {value!r:.60}{hint}")
+def check_type(judge: str, key: str, value: Any, shown: str) -> Any:
+    """The value as the judge's option takes it, or one line naming `shown` (the section key,
+    or the flat flag it came from)."""
+    opt = JUDGE_OPTIONS.get(judge, {}).get(key)
+    return value if opt is None else check(shown, opt, value)
+
+
+def flat_options(extra: Mapping[str, tuple[str, str]] | None = None) -> dict[str, Option]:
+    """`rlctl judge`'s flags: each is the judge option it fills (type, default, help)."""
+    mapping = {**FLAT, **(extra or {})}
+    options = {flat: JUDGE_OPTIONS[judge][key] for flat, (judge, key) in mapping.items()}
+    return {flat: opt for flat, opt in options.items() if opt.flags != ()}
