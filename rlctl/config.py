@@ -152,7 +152,12 @@ def check_keys(
             check_keys(value, defaults[key], where, open_set, prefix=f"{dotted}.")
         elif isinstance(defaults[key], Mapping) and defaults[key] and dotted not in open_set:
             raise BadInput(f"{where}: {dotted!r} is a section; set its keys, e.g. {dotted}.KEY=…")
-        elif isinstance(value, Mapping) and not isinstance(defaults[key], Mapping):
+        elif (
+            isinstance(value, Mapping)
+            and value
+            and defaults[key] is not None  # None: the key takes whatever it is given
+            and not isinstance(defaults[key], Mapping)
+        ):
             # `judge.format.regex` where `judge` is a list: it would be replaced, not merged
             leaf = next(iter(value))
             flat = f"{key}_{leaf}" if f"{key}_{leaf}" in defaults else None

@@ -36,12 +36,13 @@ class Option:
     negatable: bool = False  # bool: --x/--no-x instead of a flag that only turns it on
     metavar: str | None = None
     shown_default: str | None = None  # what the help's [default] says, when not the value
+    mapping_ok: bool = False  # list: a config file may also give a mapping (TARGET: COLUMN)
 
     def describe(self) -> str:
         """The help text with its default, as `--help` and the reference pages show it."""
         shown = self.shown_default
-        if shown is None and self.default not in (None, [], {}, False) and self.type is not dict:
-            d = self.default
+        d = self.default
+        if shown is None and d is not None and d is not False and d != [] and d != {}:
             shown = ", ".join(map(str, d)) if isinstance(d, list) else str(d)
         return f"{self.help} [{shown}]." if shown is not None else f"{self.help}."
 
@@ -59,6 +60,10 @@ def check(key: str, opt: Option, value: Any) -> Any:
     want = opt.type
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if want is list and isinstance(value, str):
+        value = [value]  # one value where a list goes: `--set stop=END`, `from: data.jsonl`
+    if want is list and isinstance(value, dict) and opt.mapping_ok:
+        return value
     ok = isinstance(value, want) and (want is bool or not isinstance(value, bool))
     if not ok and want is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)  # a model called 7 is still the text "7"
@@ -71,8 +76,9 @@ def check(key: str, opt: Option, value: Any) -> Any:
             raise BadInput(f"{key}: expected a list of strings, got {_shown(bad[0])} in it")
     if want is float and not math.isfinite(value):
         raise BadInput(f"{key}: {value!r} is not a finite number")
-    if opt.choices and value not in opt.choices:
-        raise BadInput(f"{key}: {value!r} is not one of {', '.join(opt.choices)}")
+    for v in value if want is list else [value]:
+        if opt.choices and v not in opt.choices:
+            raise BadInput(f"{key}: {v!r} is not one of {', '.join(opt.choices)}")
     low = opt.min is not None and (value <= opt.min if opt.min_open else value < opt.min)
     high = opt.max is not None and value > opt.max
     if want in (int, float) and (low or high):

@@ -73,6 +73,8 @@ def stage_options(options: Mapping[str, Option]) -> Callable[[F], F]:
                     kw["is_flag"] = True
             elif opt.type is list:
                 kw["multiple"] = True
+                if opt.choices:
+                    kw["type"] = click.Choice(list(opt.choices))
             elif opt.choices:
                 kw["type"] = click.Choice(list(opt.choices))
             elif opt.type is int:

@@ -8,15 +8,15 @@ from typing import Any
 import click
 
 from rlctl.cli.common import (
-    FiniteFloat,
     command_name,
     config_options,
     get_store,
     input_option,
     output_option,
-    precision_options,
     resolve_config,
+    stage_options,
 )
+from rlctl.stages.compare_logprobs import OPTIONS
 from rlctl.store import Run
 
 EPILOG = """\b
@@ -36,17 +36,7 @@ sample size, and |Δ| by position.
 
 @click.command("compare-logprobs", epilog=EPILOG)
 @input_option
-@click.option("--model", help="Trainer-side model (local path or hub id).")
-@precision_options("Trainer", "float32")
-@click.option(
-    "--temperature",
-    type=FiniteFloat(min=0, min_open=True),
-    help="Override the records' sampling temperature.",
-)
-@click.option("--vs", metavar="K=V[,K=V]", help="A second trainer setting, e.g. fp32_lm_head=true.")
-@click.option("--cap", type=float, help="Importance-ratio cap to count violations of [2.0].")
-@click.option("--plot", metavar="PNG", help="Histogram of Δ and Δ by position.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Sequences per forward pass [8].")
+@stage_options(OPTIONS)
 @output_option
 @config_options
 @click.pass_context
@@ -56,7 +46,7 @@ def compare_logprobs(
     """Recompute the sampled tokens' logprobs with the trainer-side model and report the gap."""
     from rlctl.stages.compare_logprobs import DEFAULTS, check_conf, compare_run
 
-    conf = resolve_config(ctx, DEFAULTS)
+    conf = resolve_config(ctx, DEFAULTS, OPTIONS)
     settings = check_conf(conf)
     store = get_store(ctx)
     with Run(store, command_name(ctx), config=conf) as run:

@@ -14,8 +14,10 @@ from rlctl.cli.common import (
     input_option,
     output_option,
     resolve_config,
+    stage_options,
 )
 from rlctl.records import KINDS
+from rlctl.stages.pull import OPTIONS
 from rlctl.store import Run
 
 log = logging.getLogger("rlctl")
@@ -47,39 +49,7 @@ held-out additions, reference = the sum). Anything else is a hub id or a local f
 
 @data.command("pull", epilog=PULL_EPILOG)
 @click.argument("name")
-@click.option(
-    "--split", help="Split to pull [gsm8k/hh-rlhf: train, mbpp: test; --from: from the file name]."
-)
-@click.option(
-    "--subset", help="Hub config or data dir (gsm8k: main|socratic; hh-rlhf: helpful-base, ...)."
-)
-@click.option(
-    "--limit", type=click.IntRange(min=0), help="Emit at most N records (after --shuffle)."
-)
-@click.option(
-    "--from",
-    "from_path",
-    multiple=True,
-    metavar="PATH",
-    help="Read the dataset's original file(s) instead of the hub (repeatable; globs work).",
-)
-@click.option(
-    "--sample", is_flag=True, default=None, help="Use the small real sample bundled with rlctl."
-)
-@click.option("--shuffle", is_flag=True, default=None, help="Shuffle before --limit (seeded).")
-@click.option("--seed", type=int, help="Shuffle seed [0].")
-@click.option(
-    "--field",
-    "field",
-    multiple=True,
-    metavar="TARGET=COLUMN",
-    help="Map a column to a record field.",
-)
-@click.option(
-    "--format",
-    type=click.Choice(["jsonl", "jsonl.gz", "parquet"]),
-    help="Format of the stored artifact [jsonl].",
-)
+@stage_options(OPTIONS)
 @output_option
 @config_options
 @click.pass_context
@@ -87,7 +57,7 @@ def pull_cmd(ctx: click.Context, name: str, output: str | None, **_: object) -> 
     """Pull a dataset as prompt or pair records: stored in the run, and on stdout when piped."""
     from rlctl.stages.pull import DEFAULTS, check_conf, pull_run
 
-    conf = resolve_config(ctx, DEFAULTS)
+    conf = resolve_config(ctx, DEFAULTS, OPTIONS)
     check_conf(conf, name)
     store = get_store(ctx)
     with Run(store, command_name(ctx), config=conf, seed=conf["seed"]) as run:

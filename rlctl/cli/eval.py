@@ -9,13 +9,11 @@ from typing import Any
 import click
 
 from rlctl.cli.common import (
-    FiniteFloat,
     config_options,
-    endpoint_options,
     get_store,
     output_option,
-    precision_options,
     resolve_config,
+    stage_options,
 )
 from rlctl.errors import BadInput
 
@@ -57,68 +55,9 @@ outputs are rollout records, streamed when piped, so any judge can re-score them
 def _task_options(f: Any) -> Any:
     """The options of `eval TASK`, shared by `eval suite` (where they are every task's
     defaults, which a suite entry may override)."""
-    for option in reversed(_TASK_OPTIONS):
-        f = option(f)
-    return f
+    from rlctl.stages.evaluate import OPTIONS
 
-
-_TASK_OPTIONS = [
-    click.option("--model", help="Local path or hub id (openai: the served model name)."),
-    click.option("--backend", type=click.Choice(["hf", "vllm", "openai"]), help="Engine [hf]."),
-    click.option(
-        "--shots", type=click.IntRange(min=0), help="Few-shot examples [the task's default]."
-    ),
-    click.option(
-        "--limit",
-        type=FiniteFloat(min=0, min_open=True),
-        help="First N documents (or a fraction < 1).",
-    ),
-    click.option("--batch-size", type=click.IntRange(min=1), help="hf/vllm batch size [8]."),
-    click.option(
-        "--apply-chat-template/--no-apply-chat-template",
-        default=None,
-        help="Render prompts with the model's chat template [off].",
-    ),
-    click.option(
-        "--fewshot-as-multiturn/--no-fewshot-as-multiturn",
-        default=None,
-        help="Few-shot examples as chat turns [on with the chat template].",
-    ),
-    click.option("--system-instruction", help="System message for every prompt."),
-    click.option(
-        "--gen-kwargs", metavar="K=V,...", help="Generation overrides, e.g. max_gen_toks=64."
-    ),
-    click.option(
-        "--seed", type=int, help="Seed for lm-eval's Python, numpy, torch and few-shot [0]."
-    ),
-    click.option(
-        "--data",
-        metavar="IN",
-        help="Test documents: file, run id, latest:NAME, or 'sample' (rlctl's bundled sample).",
-    ),
-    click.option(
-        "--fewshot-data",
-        metavar="IN",
-        help="Few-shot pool: a file, a run, or 'test' (the test documents, self excluded) "
-        "[the task's few-shot split, pulled into the store].",
-    ),
-    precision_options("hf/vllm", "auto"),
-    endpoint_options,
-    click.option(
-        "--concurrency", type=click.IntRange(min=1), help="openai: requests in flight [8]."
-    ),
-    click.option("--max-model-len", type=int, help="vllm: context length to allocate."),
-    click.option(
-        "--allow-code-eval",
-        is_flag=True,
-        default=None,
-        help="Let code tasks (mbpp, humaneval) run model-written code to score it (in rlctl's "
-        "sandbox).",
-    ),
-    click.option(
-        "--predict-only", is_flag=True, default=None, help="Generate and store samples; no metrics."
-    ),
-]
+    return stage_options(OPTIONS)(f)
 
 
 @eval_.command("run", epilog=RUN_EPILOG)
@@ -129,9 +68,9 @@ _TASK_OPTIONS = [
 @click.pass_context
 def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> None:
     """Run one lm-eval task (or group): scores to the store, per-sample outputs as rollouts."""
-    from rlctl.stages.eval_run import DEFAULTS, eval_task
+    from rlctl.stages.eval_run import DEFAULTS, OPTIONS, eval_task
 
-    conf = resolve_config(ctx, DEFAULTS)
+    conf = resolve_config(ctx, DEFAULTS, OPTIONS)
     scores = eval_task(get_store(ctx), conf, task, output)
     _print_scores(conf, scores)
 
@@ -158,9 +97,9 @@ The model loads once; every task's scores and samples land in one eval run.
 @click.pass_context
 def suite(ctx: click.Context, file: str, output: str | None, **_: object) -> None:
     """Run a suite of lm-eval tasks (a lab's eval protocol) on one model, as one run."""
-    from rlctl.stages.eval_run import DEFAULTS, eval_suite
+    from rlctl.stages.eval_run import DEFAULTS, OPTIONS, eval_suite
 
-    conf = resolve_config(ctx, DEFAULTS)
+    conf = resolve_config(ctx, DEFAULTS, OPTIONS)
     scores = eval_suite(get_store(ctx), conf, Path(file), output)
     _print_scores(conf, scores, suite=True)
 

@@ -14,22 +14,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlctl.errors import BadInput
+from rlctl.options import Option, defaults, precision
 from rlctl.store import Run, Store
 
 POSITION_BUCKETS = ((0, 16), (16, 64), (64, 256), (256, 1024), (1024, 1 << 30))
 NEEDED = ("completion_token_ids", "completion_logprobs")
 
 
-DEFAULTS: dict[str, Any] = {
-    "model": None,
-    "dtype": "float32",
-    "fp32_lm_head": False,
-    "temperature": None,
-    "vs": None,
-    "cap": 2.0,
-    "plot": None,
-    "batch_size": 8,
+OPTIONS: dict[str, Option] = {
+    "model": Option(None, "Trainer-side model (local path or hub id)"),
+    **precision("Trainer", "float32"),
+    "temperature": Option(
+        None, "Override the records' sampling temperature", float, min=0, min_open=True
+    ),
+    "vs": Option(None, "A second trainer setting, e.g. fp32_lm_head=true", metavar="K=V[,K=V]"),
+    "cap": Option(2.0, "Importance-ratio cap to count violations of", float, min=0, min_open=True),
+    "plot": Option(None, "Histogram of Δ and Δ by position", metavar="PNG"),
+    "batch_size": Option(8, "Sequences per forward pass", int, min=1),
 }
+DEFAULTS = defaults(OPTIONS)
 
 
 @dataclass

@@ -13,13 +13,13 @@ from rlctl.errors import BadInput
 from rlctl.stages.engines import link_model, resolve_endpoint
 from rlctl.stages.eval_index import task_manager
 from rlctl.stages.eval_tasks import FEWSHOT_FROM_TEST, SAMPLE
-from rlctl.stages.evaluate import DEFAULTS
+from rlctl.stages.evaluate import DEFAULTS, OPTIONS
 from rlctl.stages.streams import emit, open_inputs
 from rlctl.store import Run, Store
 
 log = logging.getLogger("rlctl")
 
-__all__ = ["DEFAULTS", "choose_offline_data", "eval_suite", "eval_task"]
+__all__ = ["DEFAULTS", "OPTIONS", "choose_offline_data", "eval_suite", "eval_task"]
 
 
 def eval_task(

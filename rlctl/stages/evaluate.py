@@ -14,33 +14,58 @@ from pathlib import Path
 from typing import Any
 
 from rlctl.errors import BadInput, RlctlError
+from rlctl.options import ENDPOINT, Option, defaults, precision
 from rlctl.stages.eval_tasks import ID_COLUMN, REFERENCE_COLUMN, EvalData
 from rlctl.stages.sources.gsm8k import final_answer
 
 log = logging.getLogger("rlctl")
 
-DEFAULTS: dict[str, Any] = {
-    "model": None,
-    "backend": "hf",
-    "shots": None,  # None: the task's own default
-    "limit": None,
-    "batch_size": 8,
-    "apply_chat_template": False,
-    "fewshot_as_multiturn": None,  # None: on when the chat template is
-    "system_instruction": None,
-    "gen_kwargs": None,
-    "seed": 0,
-    "data": None,
-    "fewshot_data": None,
-    "base_url": None,
-    "endpoint": None,
-    "concurrency": 8,
-    "dtype": "auto",
-    "fp32_lm_head": False,
-    "max_model_len": None,
-    "allow_code_eval": False,
-    "predict_only": False,
+OPTIONS: dict[str, Option] = {
+    "model": Option(None, "Local path or hub id (openai: the served model name)"),
+    "backend": Option("hf", "Engine", choices=("hf", "vllm", "openai")),
+    "shots": Option(None, "Few-shot examples", int, min=0, shown_default="the task's default"),
+    "limit": Option(None, "First N documents (or a fraction < 1)", float, min=0, min_open=True),
+    "batch_size": Option(8, "hf/vllm batch size", int, min=1),
+    "apply_chat_template": Option(
+        False,
+        "Render prompts with the model's chat template",
+        bool,
+        negatable=True,
+        shown_default="off",
+    ),
+    "fewshot_as_multiturn": Option(
+        None,
+        "Few-shot examples as chat turns",
+        bool,
+        negatable=True,
+        shown_default="on with the chat template",
+    ),
+    "system_instruction": Option(None, "System message for every prompt"),
+    "gen_kwargs": Option(None, "Generation overrides, e.g. max_gen_toks=64", metavar="K=V,..."),
+    "seed": Option(0, "Seed for lm-eval's Python, numpy, torch and few-shot", int),
+    "data": Option(
+        None,
+        "Test documents: file, run id, latest:NAME, or 'sample' (rlctl's bundled sample)",
+        metavar="IN",
+    ),
+    "fewshot_data": Option(
+        None,
+        "Few-shot pool: a file, a run, or 'test' (the test documents, self excluded)",
+        metavar="IN",
+        shown_default="the task's few-shot split, pulled into the store",
+    ),
+    **precision("hf/vllm", "auto"),
+    **ENDPOINT,
+    "concurrency": Option(8, "openai: requests in flight", int, min=1),
+    "max_model_len": Option(None, "vllm: context length to allocate", int, min=1),
+    "allow_code_eval": Option(
+        False,
+        "Let code tasks (mbpp, humaneval) run model-written code to score it (in rlctl's sandbox)",
+        bool,
+    ),
+    "predict_only": Option(False, "Generate and store samples; no metrics", bool),
 }
+DEFAULTS = defaults(OPTIONS)
 
 # lm-eval's default when neither the task nor --gen-kwargs says (HFLM, VLLM and the API models).
 DEFAULT_MAX_GEN_TOKS = 256

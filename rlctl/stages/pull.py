@@ -19,6 +19,7 @@ from typing import Any
 from rlctl.data import SAMPLES
 from rlctl.errors import BadInput
 from rlctl.net import prefer_offline_hub
+from rlctl.options import Option, defaults
 from rlctl.records.io import expand_sources
 from rlctl.stages.sources import SOURCES
 from rlctl.stages.sources.generic import convert_rows, guess_fields, kind_of, parse_fields
@@ -27,17 +28,34 @@ from rlctl.store import Run, Store
 
 log = logging.getLogger("rlctl")
 
-DEFAULTS: dict[str, Any] = {
-    "split": None,
-    "subset": None,
-    "limit": None,
-    "from_path": [],
-    "sample": False,
-    "shuffle": False,
-    "seed": 0,
-    "field": {},
-    "format": "jsonl",
+OPTIONS: dict[str, Option] = {
+    "split": Option(
+        None,
+        "Split to pull",
+        shown_default="gsm8k/hh-rlhf: train, mbpp: test; --from: the file name",
+    ),
+    "subset": Option(
+        None, "Hub config or data dir (gsm8k: main|socratic; hh-rlhf: helpful-base, ...)"
+    ),
+    "limit": Option(None, "Emit at most N records (after --shuffle)", int, min=0),
+    "from_path": Option(
+        [],
+        "Read the dataset's original file(s) instead of the hub (repeatable; globs work)",
+        list,
+        ("--from",),
+        metavar="PATH",
+    ),
+    "sample": Option(False, "Use the small real sample bundled with rlctl", bool),
+    "shuffle": Option(False, "Shuffle before --limit (seeded)", bool),
+    "seed": Option(0, "Shuffle seed", int),
+    "field": Option(
+        {}, "Map a column to a record field", list, metavar="TARGET=COLUMN", mapping_ok=True
+    ),
+    "format": Option(
+        "jsonl", "Format of the stored artifact", choices=("jsonl", "jsonl.gz", "parquet")
+    ),
 }
+DEFAULTS = defaults(OPTIONS)
 
 
 @dataclass
@@ -243,8 +261,6 @@ def pull(
 def check_conf(conf: dict[str, Any], name: str) -> None:
     """`data pull NAME`'s settings, checked before a run exists (`--from` files present)."""
     conf["name"] = name
-    if isinstance(conf["from_path"], str):  # a config file may give one path
-        conf["from_path"] = [conf["from_path"]]
     for path in conf["from_path"]:
         if not any(c in path for c in "*?[") and not Path(path).exists():
             raise BadInput(f"--from {path}: no such file")

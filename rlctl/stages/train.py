@@ -14,44 +14,126 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from rlctl.backends.judges.options import JUDGE_DEFAULTS, judge_section
+from rlctl.backends.judges.options import JUDGE_DEFAULTS, MATH_MODES, judge_section
 from rlctl.errors import BadInput
+from rlctl.options import Option, defaults
 from rlctl.store import Run, Store
 from rlctl.store.redact import redact_value
+from rlctl.train.beta_dpo import STATS_INIT
 from rlctl.train.ranks import Job, Ranks
 from rlctl.train.recipe import recipe
 
 log = logging.getLogger("rlctl")
 
 
-DEFAULTS: dict[str, Any] = {
-    "model": None,
-    "fp32_lm_head": False,
-    "max_steps": None,
-    "target": "completion",
-    "max_dropped": 0.1,  # sft/dpo: the fraction of rows TRL may drop (prompt fills max_length)
-    "rho": 0.2,
-    "alpha": 0.6,
-    "stats_init": "zero",  # beta-dpo: running M0/σ from 0 (the official code) or first-batch
-    "reward": ["math"],  # grpo: judge names, as for `rlctl judge`
-    "log_every": 1,  # grpo: write the sampled completions every N steps
-    "mode": "auto",  # grpo math reward: where the answer is
-    "format_regex": None,  # grpo format reward: the shape rewarded (default: R1 think/answer)
-    "format_search": False,
-    "init_kl_coef": None,  # grpo: starting β of the KL term (trainer.beta)
-    "kl_target": None,  # grpo: adaptive KL controller target; off when unset
-    "kl_horizon": 10000,  # grpo: samples over which β reacts
-    "vllm_mode": None,  # grpo, CUDA only: generate with vLLM, server or colocate
-    "vllm_server_url": None,  # grpo, server mode: e.g. http://node0:8000
-    "vllm_endpoint": None,  # grpo, server mode: a `serve vllm --weight-sync` run, or 'latest'
-    "resume": None,  # a run id or 'latest': continue from its newest checkpoint
-    "eval_input": None,  # held-out records (same kind as the input), evaluated as training goes
-    "eval_every": None,  # steps between held-out evaluations (trainer.eval_steps) [max_steps/10]
-    "report_to": [],  # passed to TRL too: wandb, trackio, tensorboard
-    "trainer": {},  # passed through to TRL's SFTConfig / DPOConfig / GRPOConfig
+# every trainer's settings; `FLAGS` says which are flags of which `train` command (all are
+# valid config keys for every trainer, so one recipe file can serve several)
+OPTIONS: dict[str, Option] = {
+    "model": Option(None, "Base model: local path or hub id"),
+    "fp32_lm_head": Option(False, "LM head in fp32 (policy and reference)", bool),
+    "resume": Option(
+        None, "Continue a run from its newest checkpoint ('latest' works)", metavar="RUN"
+    ),
+    "eval_input": Option(
+        None,
+        "Held-out records (as -i, not stdin), evaluated before the first step and every "
+        "--eval-every steps: eval_loss, eval_rewards/accuracies, eval_reward in the metrics",
+        metavar="IN",
+    ),
+    "eval_every": Option(
+        None,
+        "Evaluate the held-out set every N steps (trainer.eval_steps)",
+        int,
+        min=1,
+        metavar="N",
+        shown_default="max_steps / 10",
+    ),
+    "report_to": Option(
+        [],
+        "Also log to these trackers (the store always gets everything)",
+        list,
+        choices=("wandb", "trackio", "tensorboard"),
+    ),
+    "max_dropped": Option(
+        0.1,
+        "Stop when TRL would drop more of the rows than this (prompt fills trainer.max_length)",
+        float,
+        min=0,
+        max=1,
+        metavar="FRACTION",
+    ),
+    "max_steps": Option(None, "Optimizer steps (trainer.max_steps)", int, min=1),
+    # sft
+    "target": Option(
+        "completion",
+        "Field that is the completion",
+        shown_default="completion; e.g. meta.solution",
+    ),
+    # beta-dpo
+    "rho": Option(0.2, "Fraction of pairs filtered out per batch", float, min=0, max=1),
+    "alpha": Option(0.6, "How strongly β follows the batch margin", float),
+    "stats_init": Option(
+        "zero",
+        "Running margin mean/std start at 0 (the official code) or at the first batch's",
+        choices=STATS_INIT,
+    ),
+    # grpo
+    "reward": Option(
+        ["math"],
+        "Reward (repeatable); SOURCE: only for records with that source",
+        list,
+        metavar="[SOURCE:]NAME[=W]",
+    ),
+    "mode": Option(
+        "auto",
+        "math reward: where the answer is; answer-tag for <answer> prompts",
+        choices=MATH_MODES,
+        flags=("--math-mode",),
+    ),
+    "log_every": Option(1, "Write sampled completions every N steps", int, min=1),
+    "format_regex": Option(None, "format reward: the shape rewarded", flags=()),
+    "format_search": Option(False, "format reward: match anywhere", bool, flags=()),
+    "init_kl_coef": Option(None, "Starting β of the KL penalty (trainer.beta)", float, min=0),
+    "kl_target": Option(None, "Adaptive KL controller: the KL to hold β at", float, min=0),
+    "kl_horizon": Option(
+        10000, "Adaptive KL controller horizon, in samples", float, min=0, min_open=True
+    ),
+    "vllm_mode": Option(
+        None,
+        "Generate with vLLM (CUDA): a 'serve vllm --weight-sync' server, or in-process",
+        choices=("server", "colocate"),
+    ),
+    "vllm_server_url": Option(None, "server mode: the vLLM server's URL", metavar="URL"),
+    "vllm_endpoint": Option(
+        None,
+        "server mode: a 'serve vllm --weight-sync' run of this store, or 'latest'",
+        metavar="RUN",
+    ),
+    # passed through to TRL's SFTConfig / DPOConfig / GRPOConfig
+    "trainer": Option({}, "TRL's own config", dict),
     # grpo: each reward judge's own options (judge.llm.model, judge.rm.model, judge.code.timeout)
-    "judge": JUDGE_DEFAULTS,
+    "judge": Option(JUDGE_DEFAULTS, "the reward judges' options", dict),
 }
+DEFAULTS = defaults(OPTIONS)
+COMMON = (
+    "model", "fp32_lm_head", "resume", "eval_input", "eval_every", "report_to", "max_dropped",
+    "max_steps",
+)  # fmt: skip
+GRPO_FLAGS = (
+    "reward", "mode", "log_every", "init_kl_coef", "kl_target", "kl_horizon", "vllm_mode",
+    "vllm_server_url", "vllm_endpoint",
+)  # fmt: skip
+FLAGS = {
+    "sft": ("target", *COMMON),
+    "dpo": COMMON,
+    "beta-dpo": ("rho", "alpha", "stats_init", *COMMON),
+    "grpo": (*GRPO_FLAGS, *COMMON),
+}
+
+
+def flag_options(kind: str) -> dict[str, Option]:
+    """The options `train KIND` takes as flags."""
+    return {key: OPTIONS[key] for key in FLAGS[kind]}
 
 
 def check_conf(kind: str, conf: dict[str, Any]) -> None:
