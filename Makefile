@@ -67,7 +67,7 @@ slurm-down:
 	scripts/slurm/local-cluster.sh stop
 
 test: lint docs vllm-env slurm-up
-	RLCTL_VLLM_PYTHON="$(CURDIR)/$(VLLM_VENV)/bin/python" $(BIN)/pytest -q --durations=15; \
+	RLCTL_VLLM_PYTHON="$(CURDIR)/$(VLLM_VENV)/bin/python" $(BIN)/pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=15; \
 	  status=$$?; scripts/slurm/local-cluster.sh stop; exit $$status
 
 demo: $(STAMP)
