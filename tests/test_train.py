@@ -682,3 +682,37 @@ def test_held_out_set_is_evaluated_before_and_during_training(
     )
     assert bad.returncode == 2
     assert "stdin carries the training records" in bad.stderr.decode().splitlines()[-1]
+
+
+def test_system_prompt_and_chat_template_mean_what_they_mean_in_rollout(
+    rlctl: Runner, sql, tiny_model: Path
+) -> None:
+    """`train grpo --system-prompt S` puts S into every prompt TRL samples from, as a system
+    turn that the chat template renders (as `rollout --system-prompt S` does); a prompt that
+    has its own system turn keeps it. `--no-chat-template` trains on the plain text, as
+    `rollout --no-chat-template` samples from it. Both are recorded in the run."""
+    from transformers import AutoTokenizer
+
+    system = "You add numbers. End with #### N."
+    r = rlctl(
+        shell=f"$RLCTL data pull synth:arith --limit 2 | $RLCTL train grpo --model {tiny_model} --max-steps 1 --set trainer.max_completion_length=4 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2 --system-prompt '{system}'"
+    )
+    assert r.returncode == 0, r.stderr
+    samples = sql("SELECT prompt FROM train_samples")
+    assert samples
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    for s in samples:
+        assert s["prompt"][0] == {"role": "system", "content": system}
+        rendered = tok.apply_chat_template(s["prompt"], tokenize=False, add_generation_prompt=True)
+        assert f"<|im_start|>system\n{system}<|im_end|>" in rendered
+    (cfg,) = sql("SELECT config FROM runs WHERE command = 'train grpo'")
+    assert cfg["config"]["system_prompt"] == system and cfg["config"]["chat_template"] is True
+    r = rlctl(
+        shell=f"$RLCTL data pull synth:arith --limit 2 | $RLCTL train grpo --model {tiny_model} --max-steps 1 --set trainer.max_completion_length=4 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2 --no-chat-template"
+    )
+    assert r.returncode == 0, r.stderr
+    texts = sql(
+        "SELECT s.prompt FROM train_samples s JOIN runs r USING (run_id) "
+        "WHERE r.config.chat_template = false"
+    )
+    assert texts and all(isinstance(t["prompt"], str) and "What is" in t["prompt"] for t in texts)
