@@ -702,8 +702,9 @@ def test_system_prompt_and_chat_template_mean_what_they_mean_in_rollout(
     assert samples
     tok = AutoTokenizer.from_pretrained(tiny_model)
     for s in samples:
-        assert s["prompt"][0] == {"role": "system", "content": system}
-        rendered = tok.apply_chat_template(s["prompt"], tokenize=False, add_generation_prompt=True)
+        messages = json.loads(s["prompt"])  # the view's prompt column is text: chats as JSON
+        assert messages[0] == {"role": "system", "content": system}
+        rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         assert f"<|im_start|>system\n{system}<|im_end|>" in rendered
     (cfg,) = sql("SELECT config FROM runs WHERE command = 'train grpo'")
     assert cfg["config"]["system_prompt"] == system and cfg["config"]["chat_template"] is True
@@ -715,4 +716,27 @@ def test_system_prompt_and_chat_template_mean_what_they_mean_in_rollout(
         "SELECT s.prompt FROM train_samples s JOIN runs r USING (run_id) "
         "WHERE r.config.chat_template = false"
     )
-    assert texts and all(isinstance(t["prompt"], str) and "What is" in t["prompt"] for t in texts)
+    assert texts and all(t["prompt"].startswith("What is") for t in texts), texts
+
+
+def test_every_trainer_formats_prompts_as_rollout_does() -> None:
+    """sft, dpo/β-DPO and grpo rows get the same prompt `rollout` would sample from: the
+    system message where a chat has none, plain text with the chat template off (a whole
+    conversation then cannot train, and says so)."""
+    from rlctl.errors import BadInput
+    from rlctl.train.data import PromptFormat, dpo_rows, grpo_rows, sft_rows
+
+    rec = {"id": "a", "prompt": "2+2?", "reference": "4", "completion": "4", "chosen": "4",
+           "rejected": "5"}  # fmt: skip
+    chat = PromptFormat(True, "S")
+    system = {"role": "system", "content": "S"}
+    user = {"role": "user", "content": "2+2?"}
+    for rows in (sft_rows([("f:1", rec)], "completion", chat), dpo_rows([("f:1", rec)], chat),
+                 grpo_rows([("f:1", rec)], chat)):  # fmt: skip
+        assert rows[0]["prompt"] == [system, user]
+    text = PromptFormat(False, "S")
+    assert sft_rows([("f:1", rec)], "completion", text)[0]["prompt"] == "2+2?"
+    convo = {"messages": [user, {"role": "assistant", "content": "4"}]}
+    assert sft_rows([("f:1", convo)], "completion", chat)[0]["messages"][0] == system
+    with pytest.raises(BadInput, match="f:1: a whole conversation needs the chat template"):
+        sft_rows([("f:1", convo)], "completion", text)

@@ -63,6 +63,15 @@ OPTIONS: dict[str, Option] = {
         metavar="FRACTION",
     ),
     "max_steps": Option(None, "Optimizer steps (trainer.max_steps)", int, min=1),
+    # as `rollout` takes them, so a policy is trained and sampled with one prompt format
+    "chat_template": Option(
+        True,
+        "Prompts as chat messages rendered by the chat template; off: plain text (as rollout)",
+        bool,
+        negatable=True,
+        shown_default="on",
+    ),
+    "system_prompt": Option(None, "System message prepended to chats that have none (as rollout)"),
     # sft
     "target": Option(
         "completion",
@@ -116,8 +125,8 @@ OPTIONS: dict[str, Option] = {
 }
 DEFAULTS = defaults(OPTIONS)
 COMMON = (
-    "model", "fp32_lm_head", "resume", "eval_input", "eval_every", "report_to", "max_dropped",
-    "max_steps",
+    "model", "fp32_lm_head", "system_prompt", "chat_template", "resume", "eval_input",
+    "eval_every", "report_to", "max_dropped", "max_steps",
 )  # fmt: skip
 GRPO_FLAGS = (
     "reward", "mode", "log_every", "init_kl_coef", "kl_target", "kl_horizon", "vllm_mode",

@@ -7,15 +7,43 @@ Every record is checked before any model is loaded, so a missing field fails in 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from rlctl.backends.generation import Prompt
 from rlctl.errors import BadInput
 
 
-def _prompt(rec: dict[str, Any]) -> list[dict[str, str]] | str:
-    if rec.get("messages"):
-        return list(rec["messages"])
-    return str(rec.get("prompt") or "")
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a record's prompt reaches the model, with the meaning `rollout` gives the same
+    flags, so a policy is trained and sampled with one prompt format: chat messages that the
+    chat template renders (a text `prompt` becomes the user turn; `system_prompt` is prepended
+    to chats that have no system turn), or, with `chat_template` off, the plain text."""
+
+    chat_template: bool = True
+    system_prompt: str | None = None
+
+    def prompt(self, rec: dict[str, Any]) -> list[dict[str, str]] | str:
+        p = Prompt.of(rec, self.chat_template, self.system_prompt)
+        return list(p.messages) if p.messages is not None else (p.text or "")
+
+    def conversation(self, messages: list[dict[str, str]], where: str) -> list[dict[str, str]]:
+        if not self.chat_template:
+            raise BadInput(
+                f"{where}: a whole conversation needs the chat template; drop --no-chat-template"
+            )
+        if self.system_prompt and not any(m["role"] == "system" for m in messages):
+            return [{"role": "system", "content": self.system_prompt}, *messages]
+        return list(messages)
+
+
+CHAT = PromptFormat()
+
+
+def prompt_format(conf: dict[str, Any]) -> PromptFormat:
+    """The resolved config's `chat_template` and `system_prompt` (absent: chat, none)."""
+    return PromptFormat(bool(conf.get("chat_template", True)), conf.get("system_prompt"))
 
 
 def _as_turns(value: Any, conversational: bool) -> Any:
@@ -27,10 +55,12 @@ def _as_turns(value: Any, conversational: bool) -> Any:
     return value
 
 
-def dpo_rows(records: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+def dpo_rows(
+    records: Iterable[tuple[str, dict[str, Any]]], fmt: PromptFormat = CHAT
+) -> list[dict[str, Any]]:
     rows = []
     for where, rec in records:
-        prompt = _prompt(rec)
+        prompt = fmt.prompt(rec)
         chat = isinstance(prompt, list)
         rows.append(
             {
@@ -57,7 +87,9 @@ def _is_conversation(rec: dict[str, Any]) -> bool:
     return bool(messages) and messages[-1].get("role") == "assistant"
 
 
-def sft_rows(records: Iterable[tuple[str, dict[str, Any]]], target: str) -> list[dict[str, Any]]:
+def sft_rows(
+    records: Iterable[tuple[str, dict[str, Any]]], target: str, fmt: PromptFormat = CHAT
+) -> list[dict[str, Any]]:
     """prompt + completion pairs; the completion is `target` (a rollout's `completion`, a
     pair's `chosen`, or e.g. `meta.solution` of GSM8K prompt records). A record whose
     `messages` end with an assistant turn, and that has no such field, is a whole
@@ -76,23 +108,25 @@ def sft_rows(records: Iterable[tuple[str, dict[str, Any]]], target: str) -> list
                 f"({first[False]}) in one run; train them separately"
             )
         if whole:
-            rows.append({"messages": list(rec["messages"])})
+            rows.append({"messages": fmt.conversation(rec["messages"], where)})
             continue
         if not value:
             raise BadInput(
                 f"{where}: field {target!r} missing; pass --target FIELD "
                 "(e.g. meta.solution for GSM8K prompts)"
             )
-        prompt = _prompt(rec)
+        prompt = fmt.prompt(rec)
         rows.append({"prompt": prompt, "completion": _as_turns(value, isinstance(prompt, list))})
     return rows
 
 
-def grpo_rows(records: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+def grpo_rows(
+    records: Iterable[tuple[str, dict[str, Any]]], fmt: PromptFormat = CHAT
+) -> list[dict[str, Any]]:
     """The prompt plus every column a reward function reads (reference, id, meta)."""
     rows = []
     for where, rec in records:
-        prompt = _prompt(rec)
+        prompt = fmt.prompt(rec)
         if not prompt:
             raise BadInput(f"{where}: no prompt (messages or prompt) to train on")
         ref = rec.get("reference")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from rlctl.train.data import dpo_rows
+from rlctl.train.data import dpo_rows, prompt_format
 from rlctl.train.recipe import Recipe
 
 
@@ -19,7 +19,7 @@ class DPORecipe(Recipe):
         return DPOConfig
 
     def rows(self, located: Iterable[tuple[str, dict[str, Any]]], conf: dict[str, Any]) -> list:
-        return dpo_rows(located)
+        return dpo_rows(located, prompt_format(conf))
 
     def build(self, common: dict[str, Any], *_: Any) -> Any:
         from trl import DPOTrainer

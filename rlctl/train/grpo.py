@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from rlctl.backends.judges import parse_route, parse_spec, reward_function
-from rlctl.train.data import grpo_rows
+from rlctl.train.data import grpo_rows, prompt_format
 from rlctl.train.recipe import Recipe
 
 log = logging.getLogger("rlctl")
@@ -160,7 +160,7 @@ class GRPORecipe(Recipe):
         return GRPOConfig
 
     def rows(self, located: Iterable[tuple[str, dict[str, Any]]], conf: dict[str, Any]) -> list:
-        rows = grpo_rows(located)
+        rows = grpo_rows(located, prompt_format(conf))
         check_reward_routing(rows, list(conf["reward"]), conf["mode"])
         return rows
 

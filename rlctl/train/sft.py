@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rlctl.errors import BadInput
-from rlctl.train.data import sft_rows
+from rlctl.train.data import prompt_format, sft_rows
 from rlctl.train.recipe import Recipe
 
 log = logging.getLogger("rlctl")
@@ -22,7 +22,7 @@ class SFTRecipe(Recipe):
         return SFTConfig
 
     def rows(self, located: Iterable[tuple[str, dict[str, Any]]], conf: dict[str, Any]) -> list:
-        return sft_rows(located, conf["target"])
+        return sft_rows(located, conf["target"], prompt_format(conf))
 
     def resolve(
         self, section: dict[str, Any], conf: dict[str, Any], run: Any, rows: list
