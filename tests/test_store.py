@@ -535,3 +535,38 @@ def test_secrets_in_errors_and_urls_never_reach_the_store(
     runs = sql("SELECT error, config->>'base_url' AS url FROM runs ORDER BY started_at")
     assert [("***" in x["error"]) for x in runs] == [True, True]
     assert runs[1]["url"].startswith("http://me:***@127.0.0.1:")
+
+
+def test_runs_diff_names_what_differs_and_nothing_else(rlctl: Runner, tmp_path: Path) -> None:
+    """Two pulls that differ by one config key: `runs diff` lists exactly that key among the
+    config (and the record count it changed among the metrics). Two judge runs with the same
+    config on different files: only the input, by content hash, differs."""
+
+    def run_id(*args: str) -> str:
+        r = rlctl(*args)
+        assert r.returncode == 0, r.stderr
+        return r.stderr.decode().rsplit("(run ", 1)[1].split(")")[0]
+
+    first = run_id("data", "pull", "gsm8k", "--sample", "--limit", "3")
+    second = run_id("data", "pull", "gsm8k", "--sample", "--limit", "4")
+    r = rlctl("runs", "diff", first, second, "--json")
+    assert r.returncode == 0, r.stderr
+    rows = [orjson.loads(x) for x in r.stdout.splitlines()]
+    assert [(x["section"], x["key"], x["a"], x["b"]) for x in rows if x["section"] != "code"] == [
+        ("config", "limit", 3, 4),
+        ("metrics", "records", 3.0, 4.0),
+    ]
+    judged = []
+    for i, completion in enumerate(["#### 4", "#### 5"]):
+        f = tmp_path / f"r{i}.jsonl"
+        f.write_bytes(orjson.dumps({"id": "q", "prompt": "2+2?", "reference": "4",
+                                    "completion": completion}) + b"\n")  # fmt: skip
+        judged.append(run_id("judge", "-i", str(f), "--judge", "math"))
+    a, b = judged
+    rows = [orjson.loads(x) for x in rlctl("runs", "diff", a, b, "--json").stdout.splitlines()]
+    sections = {x["section"] for x in rows}
+    assert "config" not in sections and "inputs" in sections, rows
+    (inp,) = [x for x in rows if x["section"] == "inputs"]
+    assert inp["a"].startswith("sha256:") and inp["a"] != inp["b"]
+    same = rlctl("runs", "diff", a, a)
+    assert same.returncode == 0 and "no recorded difference" in same.stderr.decode()

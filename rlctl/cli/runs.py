@@ -67,6 +67,41 @@ def ls_cmd(
     write(Index(get_store(ctx)).query(sql, params), "json" if as_json else "table")
 
 
+@runs.command(
+    "diff",
+    epilog="\b\nExamples:\n  rlctl runs diff 20261201-0930 20261201-1012\n"
+    "  rlctl runs diff RUN_A RUN_B --json | jq .",
+)
+@click.argument("run_a", metavar="A")
+@click.argument("run_b", metavar="B")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines: section, key, a, b.")
+@click.pass_context
+def diff_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> None:
+    """What differs between two runs: config keys, inputs (by content hash), code (git,
+    package versions, host) and metrics at their last step (A, B: id, prefix/suffix, latest)."""
+    from rlctl.cli.render import write
+    from rlctl.store.diff import diff_runs
+    from rlctl.store.index import QueryResult
+
+    store = get_store(ctx)
+    a, b = (_synced_run(store, r).get("run_id") or r for r in (run_a, run_b))
+    rows = list(diff_runs(store, a, b))
+    if as_json:
+        for row in rows:
+            sys.stdout.buffer.write(orjson.dumps(row, default=str) + b"\n")
+        return
+    shown = [[r["section"], r["key"], _cell(r["a"]), _cell(r["b"])] for r in rows]
+    result = QueryResult(["section", "key", a, b], ["VARCHAR"] * 4, shown)
+    write(result, "table")
+    if not rows:
+        sys.stderr.write("no recorded difference\n")
+
+
+def _cell(value: object) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _synced_run(store: Store, ref: str) -> dict:
     """Sync first, so a killed run reads `interrupted`, not `running`."""
     rid = _latest(store) if ref == "latest" else store.match_run(ref)
