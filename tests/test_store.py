@@ -570,3 +570,34 @@ def test_runs_diff_names_what_differs_and_nothing_else(rlctl: Runner, tmp_path: 
     assert inp["a"].startswith("sha256:") and inp["a"] != inp["b"]
     same = rlctl("runs", "diff", a, a)
     assert same.returncode == 0 and "no recorded difference" in same.stderr.decode()
+
+
+def test_replay_reproduces_the_run(rlctl: Runner, tmp_path: Path) -> None:
+    """`runs show RUN --replay` prints a command line; running it makes a run that `runs diff`
+    finds identical in config, inputs and metrics (a pull with flags and --set; a judge of a
+    file with several judges)."""
+    rollouts = tmp_path / "r.jsonl"
+    rollouts.write_bytes(
+        orjson.dumps({"id": "q", "prompt": "2+2?", "reference": "4", "completion": "#### 4"})
+        + b"\n"
+    )
+    r = rlctl(
+        shell="$RLCTL data pull gsm8k --sample --limit 3 --shuffle --seed 5 --set format=jsonl.gz "
+        f"> /dev/null && $RLCTL judge -i {rollouts} --judge math --judge format=0.1 "
+        "--set format_search=true > /dev/null"
+    )
+    assert r.returncode == 0, r.stderr
+    for command in ("data pull", "judge"):
+        (original,) = rlctl("sql", "--csv", f"SELECT run_id FROM runs WHERE command = '{command}'"
+                            ).stdout.decode().split()[1:]  # fmt: skip
+        line = rlctl("runs", "show", original, "--replay").stdout.decode().strip()
+        assert line.startswith(f"rlctl {command}"), line
+        again = rlctl(shell=line.replace("rlctl", "$RLCTL", 1) + " > /dev/null")
+        assert again.returncode == 0, (line, again.stderr)
+        replayed = again.stderr.decode().rsplit("(run ", 1)[1].split(")")[0]
+        rows = [orjson.loads(x) for x in rlctl("runs", "diff", original, replayed, "--json"
+                                               ).stdout.splitlines()]  # fmt: skip
+        assert not [x for x in rows if x["section"] in ("config", "inputs", "metrics")], (
+            line,
+            rows,
+        )

@@ -122,11 +122,22 @@ def _latest(store: Store) -> str:
 )
 @click.argument("run_ref", metavar="RUN")
 @click.option("--json", "as_json", is_flag=True, help="Print run.json as it is on disk.")
+@click.option(
+    "--replay",
+    is_flag=True,
+    help="Print the command line that reproduces the run: its inputs by stored artifact, "
+    "its resolved config as --set.",
+)
 @click.pass_context
-def show_cmd(ctx: click.Context, run_ref: str, as_json: bool) -> None:
+def show_cmd(ctx: click.Context, run_ref: str, as_json: bool, replay: bool) -> None:
     """One run: status, config, artifacts, inputs (RUN: id, unique prefix/suffix, or 'latest')."""
     store = get_store(ctx)
     run = _synced_run(store, run_ref)
+    if replay:
+        from rlctl.cli.replay import replay_line
+
+        click.echo(replay_line(store, run))
+        return
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(run, option=orjson.OPT_INDENT_2) + b"\n")
         return
