@@ -94,14 +94,14 @@ def test_sft_from_scratch_learns_held_out_addition(arith: dict[str, Path]) -> No
     assert sft >= 0.25, f"held-out accuracy {sft:.2f} after SFT (base {base:.2f})"
 
 
-def _pairs(store: Path, model: Path, *pull: str) -> Path:
+def _pairs(store: Path, model: Path, *pull: str, swap: bool = False) -> Path:
     """`data pull | rollout -n 4 | judge --pairs`: the model's own samples, best vs worst."""
     prompts = _rlctl(store, "data", "pull", "synth:arith", *pull)
     rollouts = _rlctl(store, "rollout", "--model", str(model), "-n", "4", "--max-tokens", "24",
                       "--seed", "0", stdin=prompts)  # fmt: skip
     out = store.parent / f"pairs-{'-'.join(pull)}.jsonl"
     rows = jsonl(_rlctl(store, "judge", "--judge", "math", "--pairs", stdin=rollouts))
-    if SWAP:
+    if swap:  # the training pairs only: the held-out ones keep measuring the true preference
         rows = [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in rows]
     out.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
     return out
@@ -111,7 +111,7 @@ def _pairs(store: Path, model: Path, *pull: str) -> Path:
 def arith_pairs(arith: dict[str, Path]) -> dict[str, Path]:
     store, sft = arith["store"], arith["sft"]
     return {
-        "train": _pairs(store, sft, "--shuffle", "--seed", "2", "--limit", "300"),
+        "train": _pairs(store, sft, "--shuffle", "--seed", "2", "--limit", "300", swap=SWAP),
         "held_out": _pairs(store, sft, "--split", "test", "--limit", str(HELD_OUT)),
     }
 
