@@ -33,6 +33,7 @@ class Option:
     min: float | None = None
     max: float | None = None
     min_open: bool = False  # `min` itself is not allowed (a top-p of 0)
+    max_open: bool = False  # `max` itself is not allowed (β-DPO's ρ of 1 would keep no pair)
     negatable: bool = False  # bool: --x/--no-x instead of a flag that only turns it on
     metavar: str | None = None
     shown_default: str | None = None  # what the help's [default] says, when not the value
@@ -80,10 +81,10 @@ def check(key: str, opt: Option, value: Any) -> Any:
         if opt.choices and v not in opt.choices:
             raise BadInput(f"{key}: {v!r} is not one of {', '.join(opt.choices)}")
     low = opt.min is not None and (value <= opt.min if opt.min_open else value < opt.min)
-    high = opt.max is not None and value > opt.max
+    high = opt.max is not None and (value >= opt.max if opt.max_open else value > opt.max)
     if want in (int, float) and (low or high):
         lo = "" if opt.min is None else (f"> {opt.min:g}" if opt.min_open else f">= {opt.min:g}")
-        hi = "" if opt.max is None else f"<= {opt.max:g}"
+        hi = "" if opt.max is None else (f"< {opt.max:g}" if opt.max_open else f"<= {opt.max:g}")
         raise BadInput(
             f"{key}: {value!r} is out of range ({' and '.join(x for x in (lo, hi) if x)})"
         )

@@ -39,6 +39,8 @@ CASES = [
     (f"train sft {P} --model NOPE --set max_steps=0", "max_steps"),
     (f"train dpo {PAIRS} --model NOPE --max-dropped 2", "--max-dropped"),
     (f"train beta-dpo {PAIRS} --model NOPE --stats-init warm", "--stats-init"),
+    (f"train beta-dpo {PAIRS} --model NOPE --rho 1", "--rho"),
+    (f"train beta-dpo {PAIRS} --model NOPE --set rho=1", "rho: 1.0 is out of range (>= 0 and < 1)"),
     (f"rollout {P} --model NOPE --temperature -1", "--temperature"),
     (f"rollout {P} --model NOPE --temperature nan", "--temperature"),
     (f"rollout {P} --model NOPE --set temperature=-0.5", "temperature"),

@@ -83,7 +83,9 @@ def stage_options(options: Mapping[str, Option]) -> Callable[[F], F]:
                     else int
                 )
             elif opt.type is float:
-                kw["type"] = FiniteFloat(opt.min, opt.max, min_open=opt.min_open)
+                kw["type"] = FiniteFloat(
+                    opt.min, opt.max, min_open=opt.min_open, max_open=opt.max_open
+                )
             f = click.option(*names, key, **kw)(f)
         return f
 

@@ -79,7 +79,9 @@ OPTIONS: dict[str, Option] = {
         shown_default="completion; e.g. meta.solution",
     ),
     # beta-dpo
-    "rho": Option(0.2, "Fraction of pairs filtered out per batch", float, min=0, max=1),
+    "rho": Option(
+        0.2, "Fraction of pairs filtered out per batch", float, min=0, max=1, max_open=True
+    ),
     "alpha": Option(0.6, "How strongly β follows the batch margin", float),
     "stats_init": Option(
         "zero",
