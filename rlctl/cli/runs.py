@@ -77,8 +77,9 @@ def ls_cmd(
 @click.option("--json", "as_json", is_flag=True, help="JSON lines: section, key, a, b.")
 @click.pass_context
 def diff_cmd(ctx: click.Context, run_a: str, run_b: str, as_json: bool) -> None:
-    """What differs between two runs: config keys, inputs (by content hash), code (git,
-    package versions, host) and metrics at their last step (A, B: id, prefix/suffix, latest)."""
+    """What differs between two runs: config keys, inputs (by content hash), code (git, host),
+    environment (every installed package, python, platform, GPUs) and metrics at their last
+    step (A, B: id, prefix/suffix, latest)."""
     from rlctl.cli.render import write
     from rlctl.store.diff import diff_runs
     from rlctl.store.index import QueryResult

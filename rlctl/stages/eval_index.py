@@ -16,12 +16,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from rlctl.cache import cache_dir
+
 log = logging.getLogger("rlctl")
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "rlctl"
 
 
 def task_manager(include_path: str | Path | None = None) -> Any:

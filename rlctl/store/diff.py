@@ -1,7 +1,8 @@
 """What differs between two runs, from their records alone: the resolved config (key by key),
-the inputs (by the content hash of each file), the code (git commit, package versions), and
-the metrics at their last step. Two evals of one checkpoint that score differently should be
-explained by this list, or the difference is not in anything rlctl records."""
+the inputs (by the content hash of each file), the code (git commit, host), the environment
+(every installed package, from the runs' environment locks), and the metrics at their last
+step. Two evals of one checkpoint that score differently should be explained by this list, or
+the difference is not in anything rlctl records."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from rlctl.store.environment import normalize, read_lock
 from rlctl.store.layout import Store
 
 MISSING = "(absent)"
@@ -78,10 +80,25 @@ def last_metrics(store: Store, run_id: str) -> dict[str, float]:
     return {name: value for name, (_, value) in last.items()}
 
 
+def environment_of(store: Store, run: dict[str, Any]) -> dict[str, Any]:
+    """The run's environment lock, flattened; a run recorded before locks existed falls back
+    to the few versions it kept, under the same keys."""
+    lock = read_lock(store, run.get("environment"))
+    if lock is None:
+        versions = dict(run.get("versions") or {})
+        lock = {"python": versions.pop("python", None)}
+        lock["packages"] = {normalize(k): v for k, v in versions.items()}
+    packages = lock.pop("packages", {}) or {}
+    return {
+        **flatten({k: v for k, v in lock.items() if v not in (None, {})}),
+        **{f"packages.{k}": v for k, v in packages.items()},
+    }
+
+
 def diff_runs(store: Store, a: str, b: str) -> Iterator[dict[str, Any]]:
     """Rows `{section, key, a, b}` for every recorded thing that differs between runs a and b:
-    sections `run` (command, status, seed), `config`, `inputs`, `code` (git, versions, host),
-    `metrics` (at their last step)."""
+    sections `run` (command, status, seed), `config`, `inputs`, `code` (git, host),
+    `environment` (python, platform, accelerators, packages), `metrics` (at their last step)."""
     ra, rb = store.read_run(a) or {}, store.read_run(b) or {}
     sections = {
         "run": lambda r, _: {k: r.get(k) for k in ("command", "status", "seed")},
@@ -91,8 +108,8 @@ def diff_runs(store: Store, a: str, b: str) -> Iterator[dict[str, Any]]:
             "git": (r.get("git") or {}).get("sha"),
             "git dirty": (r.get("git") or {}).get("dirty"),
             "host": r.get("host"),
-            **{f"versions.{k}": v for k, v in (r.get("versions") or {}).items()},
         },
+        "environment": lambda r, _: environment_of(store, r),
         "metrics": lambda _, rid: last_metrics(store, rid),
     }
     for section, of in sections.items():

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rlctl")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 LOCK_TIMEOUT_ENV = "RLCTL_LOCK_TIMEOUT"
 
 _RUNS_COLUMNS = {
@@ -55,6 +55,7 @@ _RUNS_COLUMNS = {
     "config": "JSON",
     "versions": "JSON",
     "env": "JSON",
+    "env_id": "VARCHAR",
     "slurm_job": "VARCHAR",
     "run_dir": "VARCHAR",
     "file_mtime_ns": "BIGINT",
@@ -87,6 +88,18 @@ _METRICS_COLUMNS = {
     "time": "TIMESTAMP",
 }
 _TABLES = {"runs": _RUNS_COLUMNS, "artifacts": _ARTIFACTS_COLUMNS, "lineage": _LINEAGE_COLUMNS}
+# Environment locks are content-addressed and never change: each file is read once.
+_ENVIRONMENTS_COLUMNS = {
+    "env_id": "VARCHAR PRIMARY KEY",
+    "python": "VARCHAR",
+    "implementation": "VARCHAR",
+    "platform": "VARCHAR",
+    "accelerators": "JSON",
+    "editable": "JSON",
+    "packages": "JSON",
+}
+_PACKAGES_COLUMNS = {"env_id": "VARCHAR", "name": "VARCHAR", "version": "VARCHAR"}
+_ENV_TABLES = {"environments": _ENVIRONMENTS_COLUMNS, "packages": _PACKAGES_COLUMNS}
 
 
 @dataclass
@@ -242,7 +255,7 @@ class Index:
 
     @staticmethod
     def tables() -> list[str]:
-        return [*_TABLES, "metrics", *(k.table for k in KINDS.values())]
+        return [*_TABLES, *_ENV_TABLES, "metrics", *(k.table for k in KINDS.values())]
 
     # -- sync ------------------------------------------------------------------------------
     def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -253,11 +266,11 @@ class Index:
         expected = {"schema_version": str(SCHEMA_VERSION), "root": str(self.store.root)}
         if meta != expected:
             # A new rlctl or a store moved to another path (copied off a cluster): start over.
-            for name in _TABLES:
+            for name in [*_TABLES, *_ENV_TABLES]:
                 con.execute(f"DROP TABLE IF EXISTS {name}")
             con.execute("DELETE FROM index_meta")
             con.executemany("INSERT INTO index_meta VALUES (?, ?)", list(expected.items()))
-        for name, cols in _TABLES.items():
+        for name, cols in {**_TABLES, **_ENV_TABLES}.items():
             body = ", ".join(f"{c} {t}" for c, t in cols.items())
             con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({body})")
 
@@ -309,6 +322,7 @@ class Index:
                 for table in _TABLES:
                     con.execute(f"DELETE FROM {table} WHERE list_contains(?, run_id)", [stale])
             self._insert_runs(con, fresh)
+            self._insert_environments(con)
             if fresh:  # a new consumer or a new producer of a model: match them up
                 _link_models_by_content(con)
             self._create_views(con, metrics_files)
@@ -342,6 +356,7 @@ class Index:
                     "git_sha": git.get("sha"),
                     "git_dirty": git.get("dirty"),
                     **{c: _json(run.get(c)) for c in ("argv", "config", "versions", "env")},
+                    "env_id": run.get("environment"),
                     "slurm_job": _slurm_job(run),
                     "run_dir": str(self.store.run_dir(rid)),
                     "file_mtime_ns": st.st_mtime_ns,
@@ -365,6 +380,34 @@ class Index:
         _insert_columns(con, "runs", _RUNS_COLUMNS, runs)
         _insert_columns(con, "artifacts", _ARTIFACTS_COLUMNS, arts)
         _insert_columns(con, "lineage", _LINEAGE_COLUMNS, lineage)
+
+    def _insert_environments(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Only lock files the index has not read yet: a listing, no stat of the known ones."""
+        known = {r[0] for r in con.execute("SELECT env_id FROM environments").fetchall()}
+        try:
+            names = [e.name for e in os.scandir(self.store.environments_dir)]
+        except FileNotFoundError:
+            return
+        envs: list[dict[str, Any]] = []
+        packages: list[dict[str, Any]] = []
+        for name in sorted(names):
+            env_id = name.removesuffix(".json")
+            if not name.endswith(".json") or name.startswith(".") or env_id in known:
+                continue
+            try:
+                lock = orjson.loads((self.store.environments_dir / name).read_bytes())
+                pkgs = dict(lock["packages"])
+            except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                log.warning("environment lock %s unreadable (%s); not indexed", name, e)
+                continue
+            envs.append(
+                {"env_id": env_id, **{c: lock.get(c) for c in ("python", "implementation")}}
+                | {"platform": lock.get("platform"), "packages": _json(pkgs)}
+                | {c: _json(lock.get(c)) for c in ("accelerators", "editable")}
+            )
+            packages += [{"env_id": env_id, "name": n, "version": v} for n, v in pkgs.items()]
+        _insert_columns(con, "environments", _ENVIRONMENTS_COLUMNS, envs)
+        _insert_columns(con, "packages", _PACKAGES_COLUMNS, packages)
 
     def _create_views(self, con: duckdb.DuckDBPyConnection, metrics_files: list[str]) -> None:
         con.execute(

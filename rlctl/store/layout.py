@@ -73,6 +73,11 @@ class Store:
         return self.root / "artifacts"
 
     @property
+    def environments_dir(self) -> Path:
+        """Environment locks, one file per distinct environment (store/environment.py)."""
+        return self.root / "environments"
+
+    @property
     def index_path(self) -> Path:
         return self.root / "index.duckdb"
 

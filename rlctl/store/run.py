@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -18,7 +17,6 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Protocol
@@ -28,6 +26,7 @@ import orjson
 from rlctl import __version__
 from rlctl.errors import RunInterrupted
 from rlctl.records.io import RecordWriter
+from rlctl.store.environment import environment_lock, normalize, record_environment
 from rlctl.store.layout import Store, atomic_write_json, new_run_id
 from rlctl.store.liveness import HEARTBEAT_S, hostname, process_started
 from rlctl.store.redact import redact_argv, redact_text, redact_value
@@ -72,13 +71,14 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
+def package_versions(lock: dict[str, Any] | None = None) -> dict[str, str]:
+    """The versions that matter most at a glance (the full list is the environment lock)."""
+    lock = lock or environment_lock()
+    out = {"python": lock["python"]}
     for name in TRACKED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+        version = lock["packages"].get(normalize(name))
+        if version:
+            out[name] = version
     out.setdefault("rlctl", __version__)
     return out
 
@@ -145,6 +145,7 @@ class Run:
         self._stop = threading.Event()
         self._old_handlers: dict[int, Any] = {}
         self._lock = threading.Lock()
+        self._environment = environment_lock()
         self.info: dict[str, Any] = {
             "format": RUN_FORMAT,
             "run_id": self.run_id,
@@ -161,7 +162,8 @@ class Run:
             "pid_started": process_started(os.getpid()),
             "cwd": str(Path.cwd()),
             "git": git_state(),
-            "versions": package_versions(),
+            "versions": package_versions(self._environment),
+            "environment": None,  # the lock's id, once it is in the store (__enter__)
             "env": {k: os.environ[k] for k in _ENV_RECORDED if k in os.environ},
             "error": None,
             "artifacts": [],
@@ -171,6 +173,7 @@ class Run:
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> Run:
         self.store.ensure()
+        self.info["environment"] = record_environment(self.store, self._environment)
         self.dir.mkdir(parents=True)
         self._t0 = time.monotonic()
         self.save()
