@@ -4,7 +4,8 @@ It judges by rule, so outcomes are known: a response containing GOOD rates 9, an
 2; in pairwise prompts the response with GOOD wins, and when neither (or both) has it the
 server says A, a deliberate position bias that the judge's order swapping must cancel. A
 request containing GARBLE gets a reply with no verdict in it.
-`faults` are HTTP statuses returned, in order, before any real answer.
+`faults` are HTTP statuses returned, in order, before any real answer. `GET /v1/models` lists
+`models`, as an OpenAI server does.
 
 `/v1/completions` answers with `complete(prompt)`: a scripted "model" (e.g. a dataset's reference
 solution for its prompt), so an eval through lm-eval's API backend scores known outputs.
@@ -21,9 +22,13 @@ from typing import Any
 
 class ChatServer:
     def __init__(
-        self, faults: list[int] | None = None, complete: Callable[[str], str] | None = None
+        self,
+        faults: list[int] | None = None,
+        complete: Callable[[str], str] | None = None,
+        models: tuple[str, ...] = ("judge",),
     ) -> None:
         self.faults = list(faults or [])
+        self.models = models
         self.complete = complete
         self.requests: list[dict[str, Any]] = []
         self.auth: list[str] = []
@@ -33,6 +38,13 @@ class ChatServer:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                if not self.path.endswith("/models"):
+                    self._send(404, {"error": {"message": "not found"}})
+                    return
+                data = [{"id": m, "object": "model"} for m in server.models]
+                self._send(200, {"object": "list", "data": data})
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

@@ -23,7 +23,13 @@ def get_store(ctx: click.Context) -> Store:
 
 
 def config_options(f: F) -> F:
-    """`-c FILE.yaml` and repeatable `--set key=value` (DESIGN.md section 6)."""
+    """`-c FILE.yaml`, repeatable `--set key=value` (DESIGN.md section 6) and `--dry-run`."""
+    f = click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Check the config, inputs, model and endpoint without loading a model; print "
+        "the resolved config (YAML for -c); record nothing.",
+    )(f)
     f = click.option(
         "--set",
         "sets",
@@ -112,6 +118,26 @@ def resolve_config(
     )
     check_all(conf, options)
     return conf
+
+
+def dry_run(
+    ctx: click.Context,
+    store: Store,
+    conf: dict[str, Any],
+    defaults: Mapping[str, Any],
+    check: Callable[[Any], list[tuple[str, str]]],
+) -> bool:
+    """With `--dry-run`: `check(run)` through a run that records nothing, then the resolved
+    config and the findings printed (stages/dry_run.py); True when that is all to do."""
+    if not ctx.params.get("dry_run"):
+        return False
+    from rlctl.stages.dry_run import report
+    from rlctl.store.run import DryRun
+
+    with DryRun(store, command_name(ctx), config=conf) as run:
+        found = check(run)
+    report(command_name(ctx), conf, defaults, found)
+    return True
 
 
 def input_option(f: F) -> F:

@@ -10,6 +10,7 @@ import click
 from rlctl.cli.common import (
     command_name,
     config_options,
+    dry_run,
     get_store,
     input_option,
     output_option,
@@ -49,6 +50,15 @@ def compare_logprobs(
     conf = resolve_config(ctx, DEFAULTS, OPTIONS)
     settings = check_conf(conf)
     store = get_store(ctx)
+    from rlctl.stages import dry_run as dry
+
+    def check(run: Run) -> list[tuple[str, str]]:
+        trainer = ", ".join(s.describe() for s in settings)
+        records = dry.records(store, run, inputs, "rollout")
+        return [dry.model(conf["model"]), records, ("trainer settings", trainer)]
+
+    if dry_run(ctx, store, conf, DEFAULTS, check):
+        return
     with Run(store, command_name(ctx), config=conf) as run:
         summaries, records = compare_run(run, store, conf, inputs, settings, output)
     _print_table(settings, summaries, records)

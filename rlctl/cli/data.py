@@ -10,6 +10,7 @@ import click
 from rlctl.cli.common import (
     command_name,
     config_options,
+    dry_run,
     get_store,
     input_option,
     output_option,
@@ -55,11 +56,13 @@ held-out additions, reference = the sum). Anything else is a hub id or a local f
 @click.pass_context
 def pull_cmd(ctx: click.Context, name: str, output: str | None, **_: object) -> None:
     """Pull a dataset as prompt or pair records: stored in the run, and on stdout when piped."""
-    from rlctl.stages.pull import DEFAULTS, check_conf, pull_run
+    from rlctl.stages.pull import DEFAULTS, check_conf, pull_dry_run, pull_run
 
     conf = resolve_config(ctx, DEFAULTS, OPTIONS)
     check_conf(conf, name)
     store = get_store(ctx)
+    if dry_run(ctx, store, conf, DEFAULTS, lambda run: pull_dry_run(conf)):
+        return
     with Run(store, command_name(ctx), config=conf, seed=conf["seed"]) as run:
         pull_run(run, conf, output)
 
@@ -79,16 +82,19 @@ Examples:
     required=True,
     help="Record kind to check against (docs/records.md).",
 )
+@click.option("--dry-run", is_flag=True, help="Check the records; record no run.")
 @click.pass_context
-def validate_cmd(ctx: click.Context, inputs: tuple[str, ...], kind: str) -> None:
+def validate_cmd(ctx: click.Context, inputs: tuple[str, ...], kind: str, dry_run: bool) -> None:
     """Check records against their kind: exit 0 with a count, or 2 naming file:line and field.
 
     Reading from a pipe, it also fails when the stage that fed it died midway, so a truncated
     stream is never taken as a complete one.
     """
     from rlctl.stages.pull import validate_run
+    from rlctl.store.run import DryRun
 
     store = get_store(ctx)
-    with Run(store, command_name(ctx), config={"kind": kind, "inputs": list(inputs)}) as run:
+    opened = DryRun if dry_run else Run
+    with opened(store, command_name(ctx), config={"kind": kind, "inputs": list(inputs)}) as run:
         n = validate_run(run, store, inputs, kind)
     sys.stderr.write(f"{n} valid {kind} records\n")

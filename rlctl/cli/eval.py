@@ -10,6 +10,7 @@ import click
 
 from rlctl.cli.common import (
     config_options,
+    dry_run,
     get_store,
     output_option,
     resolve_config,
@@ -68,10 +69,13 @@ def _task_options(f: Any) -> Any:
 @click.pass_context
 def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> None:
     """Run one lm-eval task (or group): scores to the store, per-sample outputs as rollouts."""
-    from rlctl.stages.eval_run import DEFAULTS, OPTIONS, eval_task
+    from rlctl.stages.eval_run import DEFAULTS, OPTIONS, eval_dry_run, eval_task
 
     conf = resolve_config(ctx, DEFAULTS, OPTIONS)
-    scores = eval_task(get_store(ctx), conf, task, output)
+    store = get_store(ctx)
+    if dry_run(ctx, store, conf, DEFAULTS, lambda _: eval_dry_run(store, conf, task=task)):
+        return
+    scores = eval_task(store, conf, task, output)
     _print_scores(conf, scores)
 
 
@@ -97,10 +101,13 @@ The model loads once; every task's scores and samples land in one eval run.
 @click.pass_context
 def suite(ctx: click.Context, file: str, output: str | None, **_: object) -> None:
     """Run a suite of lm-eval tasks (a lab's eval protocol) on one model, as one run."""
-    from rlctl.stages.eval_run import DEFAULTS, OPTIONS, eval_suite
+    from rlctl.stages.eval_run import DEFAULTS, OPTIONS, eval_dry_run, eval_suite
 
     conf = resolve_config(ctx, DEFAULTS, OPTIONS)
-    scores = eval_suite(get_store(ctx), conf, Path(file), output)
+    store = get_store(ctx)
+    if dry_run(ctx, store, conf, DEFAULTS, lambda _: eval_dry_run(store, conf, suite=Path(file))):
+        return
+    scores = eval_suite(store, conf, Path(file), output)
     _print_scores(conf, scores, suite=True)
 
 

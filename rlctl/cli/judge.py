@@ -9,6 +9,7 @@ import click
 from rlctl.cli.common import (
     command_name,
     config_options,
+    dry_run,
     get_store,
     input_option,
     output_option,
@@ -46,10 +47,12 @@ TRL reward function as module:function. See docs/judges.md.
 @click.pass_context
 def judge(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_: object) -> None:
     """Score rollout records; judged records are stored, and streamed when piped."""
-    from rlctl.stages.judge import DEFAULTS, build_judges, judge_run
+    from rlctl.stages.judge import DEFAULTS, build_judges, judge_dry_run, judge_run
 
     conf = resolve_config(ctx, DEFAULTS, OPTIONS)
     store = get_store(ctx)
+    if dry_run(ctx, store, conf, DEFAULTS, lambda run: judge_dry_run(store, run, conf, inputs)):
+        return
     judges, endpoint = build_judges(store, conf)
     with Run(store, command_name(ctx), config=conf) as run:
         judge_run(run, store, conf, inputs, judges, endpoint, output)

@@ -9,6 +9,7 @@ import click
 from rlctl.cli.common import (
     command_name,
     config_options,
+    dry_run,
     get_store,
     input_option,
     output_option,
@@ -44,5 +45,12 @@ def rollout(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_
     conf = resolve_config(ctx, DEFAULTS, OPTIONS)
     store = get_store(ctx)
     endpoint = check_conf(store, conf)
+    from rlctl.stages import dry_run as dry
+
+    def check(run: Run) -> list[tuple[str, str]]:
+        return [dry.generator(conf, endpoint), dry.records(store, run, inputs, "prompt")]
+
+    if dry_run(ctx, store, conf, DEFAULTS, check):
+        return
     with Run(store, command_name(ctx), config=conf, seed=conf["seed"]) as run:
         rollout_run(run, store, conf, inputs, endpoint, output)

@@ -57,6 +57,12 @@ $RLCTL_VLLM_PYTHON, or ./.venv-vllm (make vllm-env). Arguments after -- go to vL
     show_default=True,
     help="Seconds to wait for /health.",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check the model, vLLM's Python and the port; print the server's command; start "
+    "and record nothing.",
+)
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def vllm(
@@ -64,6 +70,7 @@ def vllm(
     extra: tuple[str, ...],
     python: str | None,
     health_timeout: float,
+    dry_run: bool,
     **opts: object,
 ) -> None:
     """Start vLLM's OpenAI server, wait until healthy, register the endpoint, supervise it."""
@@ -72,8 +79,14 @@ def vllm(
     server = VLLMServer(python=vllm_python(python), extra=list(extra), **opts)  # type: ignore[arg-type]
     if server.port == 0:
         server.port = free_port(server.host)
-    store = get_store(ctx)
     config = {**opts, "port": server.port, "python": server.python, "extra": list(extra)}
+    if dry_run:
+        from rlctl.stages.dry_run import report
+        from rlctl.stages.serve import serve_dry_run
+
+        report(command_name(ctx), config, config, serve_dry_run(server))
+        return
+    store = get_store(ctx)
     with Run(store, command_name(ctx), config=config) as run:
         run.add_model(server.model)
         run.artifact_dir.mkdir(parents=True, exist_ok=True)

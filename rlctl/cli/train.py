@@ -11,6 +11,7 @@ import click
 from rlctl.cli.common import (
     command_name,
     config_options,
+    dry_run,
     get_store,
     input_option,
     resolve_config,
@@ -56,7 +57,7 @@ def train() -> None:
 
 
 def _run(ctx: click.Context, kind: str, inputs: tuple[str, ...]) -> None:
-    from rlctl.stages.train import DEFAULTS, OPTIONS, check_conf, train
+    from rlctl.stages.train import DEFAULTS, OPTIONS, check_conf, train, train_dry_run
     from rlctl.train.config import trl_keys
 
     conf = resolve_config(
@@ -67,7 +68,12 @@ def _run(ctx: click.Context, kind: str, inputs: tuple[str, ...]) -> None:
         section_keys={"trainer": lambda: trl_keys(kind)},
     )
     check_conf(kind, conf)
-    train(get_store(ctx), kind, conf, inputs, command_name(ctx))
+    store = get_store(ctx)
+    if dry_run(
+        ctx, store, conf, DEFAULTS, lambda run: train_dry_run(store, run, kind, conf, inputs)
+    ):
+        return
+    train(store, kind, conf, inputs, command_name(ctx))
 
 
 @train.command("sft", epilog=EPILOG)

@@ -40,10 +40,35 @@ def eval_task(
     return scores
 
 
-def eval_suite(
-    store: Store, conf: dict[str, Any], file: Path, output: str | None = None
-) -> list[dict[str, Any]]:
-    """A suite file's tasks on one model, loaded once, as one eval run; returns the scores."""
+def eval_dry_run(
+    store: Store, conf: dict[str, Any], task: str | None = None, suite: Path | None = None
+) -> list[tuple[str, str]]:
+    """`--dry-run`: the task(s) found, the model or endpoint checked, the offline data read
+    and converted as the run would (into a temporary folder); nothing loads, nothing is
+    recorded. Returns the findings."""
+    from rlctl.stages import dry_run
+    from rlctl.store.run import DryRun
+
+    if suite is not None:
+        _, _, endpoint, manager, prepared = _prepare_suite(store, conf, suite)
+    else:
+        endpoint, manager = setup(store, conf)
+        prepared = [(conf, *_prepare(store, manager, conf, str(task)))]
+    found = [dry_run.generator(conf, endpoint)]
+    with DryRun(store, "eval", config=conf) as run:
+        for i, (task_conf, info, offline) in enumerate(prepared):
+            _, data, _ = _task_and_data(store, run, info, task_conf, offline, manager, f"t{i}")
+            shots = task_conf["shots"]
+            shots = "the task's default" if shots is None else shots
+            found.append((f"task {info.name}", f"{data.describe()}; shots: {shots}"))
+    return found
+
+
+def _prepare_suite(
+    store: Store, conf: dict[str, Any], file: Path
+) -> tuple[str, list[dict[str, Any]], Any, Any, list[tuple[dict[str, Any], Any, bool]]]:
+    """(name, entries, endpoint, task manager, each entry's settings, task and offline flag),
+    every entry checked before anything loads."""
     from rlctl.stages.eval_suite import load_suite
 
     name, entries = load_suite(Path(file))
@@ -56,6 +81,14 @@ def eval_suite(
             prepared.append((task_conf, *_prepare(store, manager, task_conf, entry["task"])))
         except BadInput as e:
             raise BadInput(f"{file}: tasks[{i}] ({entry['task']}): {e}") from e
+    return name, entries, endpoint, manager, prepared
+
+
+def eval_suite(
+    store: Store, conf: dict[str, Any], file: Path, output: str | None = None
+) -> list[dict[str, Any]]:
+    """A suite file's tasks on one model, loaded once, as one eval run; returns the scores."""
+    name, entries, endpoint, manager, prepared = _prepare_suite(store, conf, file)
     _engine_guard(conf)
     config = {**conf, "suite": {"file": str(Path(file).absolute()), "name": name}}
     # per task, what differs from the command's settings (its shots, the data it was given)

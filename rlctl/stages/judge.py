@@ -198,7 +198,15 @@ def report_verdicts(run: Any, judges: WeightedJudge) -> None:
 def build_judges(store: Store, conf: dict[str, Any]) -> tuple[WeightedJudge, dict | None]:
     """The judges `conf` names, each from its own options section, and the `serve` endpoint
     an llm judge reaches: built before any run exists, so a bad judge spec records nothing."""
-    from rlctl.backends.judges import build_all, parse_spec
+    from rlctl.backends.judges import build_all
+
+    section, endpoint = judge_options(store, conf)
+    return build_all(conf["judge"], section), endpoint
+
+
+def judge_options(store: Store, conf: dict[str, Any]) -> tuple[dict[str, Any], dict | None]:
+    """The judges' option sections, and the `serve` endpoint an llm judge reaches."""
+    from rlctl.backends.judges import parse_spec
     from rlctl.backends.judges.options import judge_section
     from rlctl.stages.engines import resolve_endpoint
 
@@ -208,8 +216,35 @@ def build_judges(store: Store, conf: dict[str, Any]) -> tuple[WeightedJudge, dic
             raise BadInput("--endpoint is for --judge llm (the judge model's server)")
         endpoint = resolve_endpoint(store, conf)
     flat = {**conf, "cache_dir": str(store.root / "cache" / "llm")}
-    section = judge_section(None, flat, DEFAULTS, extra=EXTRA)
-    return build_all(conf["judge"], section), endpoint
+    return judge_section(None, flat, DEFAULTS, extra=EXTRA), endpoint
+
+
+def judge_dry_run(
+    store: Store, run: Any, conf: dict[str, Any], inputs: tuple[str, ...] | list[str]
+) -> list[tuple[str, str]]:
+    """`--dry-run`: each judge built as the run builds it, except a reward model, whose files
+    are checked instead of loaded; an llm judge's server asked what it serves; the rollout
+    records read and checked."""
+    from rlctl.backends.judges import build_all, parse_spec
+    from rlctl.stages import dry_run
+
+    section, endpoint = judge_options(store, conf)
+    names = [parse_spec(s)[0] for s in conf["judge"]]
+    built = [s for s, n in zip(conf["judge"], names, strict=True) if n != "rm"]
+    if built or not names:
+        build_all(built, section)  # what is wrong with a judge's spec or options, said now
+    found = [("judges", ", ".join(conf["judge"]))]
+    if "rm" in names:
+        if not section["rm"]["model"]:
+            raise BadInput("--judge rm needs --rm-model PATH (or judge.rm.model)")
+        found.append(dry_run.model(str(section["rm"]["model"]), "--rm-model"))
+    if "llm" in names:
+        llm = section["llm"]
+        found.append(
+            dry_run.endpoint({"base_url": llm["base_url"], "model": llm["model"]}, endpoint)
+        )
+    found.append(dry_run.records(store, run, inputs, "rollout"))
+    return found
 
 
 def judge_run(

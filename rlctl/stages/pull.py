@@ -266,13 +266,9 @@ def check_conf(conf: dict[str, Any], name: str) -> None:
             raise BadInput(f"--from {path}: no such file")
 
 
-def pull_run(run: Run, conf: dict[str, Any], output: str | None = None) -> int:
-    """`rlctl data pull` inside its run: the records stored (as the kind's table) and streamed,
-    the files they came from as inputs, the split and fields really used in the config."""
-    from rlctl.records import KINDS
-    from rlctl.stages.streams import emit
-
-    pulled = pull(
+def pulled_by(conf: dict[str, Any]) -> Pulled:
+    """The records `data pull`'s resolved config names (lazily: nothing is read yet)."""
+    return pull(
         conf["name"],
         split=conf["split"],
         subset=conf["subset"],
@@ -283,6 +279,15 @@ def pull_run(run: Run, conf: dict[str, Any], output: str | None = None) -> int:
         seed=int(conf["seed"]),
         fields=conf["field"],
     )
+
+
+def pull_run(run: Run, conf: dict[str, Any], output: str | None = None) -> int:
+    """`rlctl data pull` inside its run: the records stored (as the kind's table) and streamed,
+    the files they came from as inputs, the split and fields really used in the config."""
+    from rlctl.records import KINDS
+    from rlctl.stages.streams import emit
+
+    pulled = pulled_by(conf)
     for path in pulled.files:
         run.add_input(str(Path(path).absolute()), via="file")
     run.info["config"].update(split=pulled.split, field=pulled.fields or conf["field"])
@@ -290,6 +295,16 @@ def pull_run(run: Run, conf: dict[str, Any], output: str | None = None) -> int:
     n = emit(run, pulled.records, pulled.kind, name=table, output=output, fmt=conf["format"])
     run.metric("records", n)
     return n
+
+
+def pull_dry_run(conf: dict[str, Any]) -> list[tuple[str, str]]:
+    """`--dry-run`: the source resolved and its records converted and counted, unless they
+    would come from the hub (not downloaded in a dry run)."""
+    pulled = pulled_by(conf)
+    if pulled.origin.startswith("hub:"):
+        return [("source", f"{pulled.origin} (split {pulled.split}; not downloaded in a dry run)")]
+    n = sum(1 for _ in pulled.records)
+    return [("source", f"{pulled.origin}, split {pulled.split}: {n} {pulled.kind} records")]
 
 
 def validate_run(run: Run, store: Store, inputs: tuple[str, ...] | list[str], kind: str) -> int:

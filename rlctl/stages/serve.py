@@ -57,6 +57,31 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
+def serve_dry_run(server: VLLMServer) -> list[tuple[str, str]]:
+    """`serve vllm --dry-run`: the model's files, vLLM in the chosen Python (found, not
+    imported: that takes seconds) and the port checked; the command line it would run."""
+    import shlex
+    import socket
+
+    from rlctl.stages import dry_run
+
+    found = [dry_run.model(server.model)]
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)"
+    if subprocess.run([server.python, "-c", probe], capture_output=True).returncode != 0:
+        raise BadInput(f"vLLM python {server.python}: vllm is not installed there")
+    found.append(("python", f"{server.python} (vllm installed)"))
+    with socket.socket() as s:
+        try:
+            s.bind((server.host, server.port))
+        except OSError as e:
+            raise BadInput(
+                f"--port {server.port} on {server.host}: {e.strerror}; pick another, or 0"
+            ) from None
+    found.append(("port", f"{server.host}:{server.port} free"))
+    found.append(("command", shlex.join(server.command())))
+    return found
+
+
 WEIGHT_TRANSFER = '{"backend": "nccl"}'
 
 

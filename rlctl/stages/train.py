@@ -197,6 +197,32 @@ def train(
     return out
 
 
+def train_dry_run(
+    store: Store, run: Run, kind: str, conf: dict[str, Any], inputs: tuple[str, ...] | list[str]
+) -> list[tuple[str, str]]:
+    """`--dry-run`: rank 0's whole preparation (rows read and checked, the held-out set, the
+    trainer section resolved, `--resume`'s checkpoint found, TRL's config built, the rewards
+    set up) through a run that records nothing, stopping where the model would load. The
+    trainer section TRL would get replaces the one given, so the printed config shows it."""
+    from rlctl.stages import dry_run
+    from rlctl.train.runner import setup
+
+    found = [dry_run.model(str(conf["model"]))]
+    rows = read_rows(run, store, kind, conf, inputs)
+    found.append(("input", f"{len(rows)} {kind} rows from {', '.join(inputs) or 'stdin'}"))
+    eval_rows = None
+    if conf["eval_input"]:
+        eval_rows = read_rows(run, store, kind, conf, [conf["eval_input"]], via="eval")
+        found.append(("eval input", f"{len(eval_rows)} held-out rows from {conf['eval_input']}"))
+    job = prepare(run, kind, conf, rows, eval_rows)
+    if job.resume:
+        found.append(("resume", job.resume))
+    setup(run, kind, conf, job)
+    found.append(("trainer", f"TRL's {recipe(kind).config_class().__name__} built"))
+    conf["trainer"] = {k: v for k, v in job.section.items() if k != "output_dir"}
+    return found
+
+
 def read_rows(
     run: Run,
     store: Store,

@@ -348,3 +348,36 @@ def signals_trapped(handler: Any = None) -> Iterator[None]:
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
     raise RunInterrupted(signal.Signals(signum).name, 128 + signum)
+
+
+class DryRun(Run):
+    """A run that records nothing: `--dry-run` drives a stage's own checks through it, up to
+    the point where a model would load, so the dry run checks exactly what the real run would.
+    Inputs and config changes stay in memory; what a stage writes before that point (a
+    generated task file) goes to a temporary folder that is removed on exit."""
+
+    def __enter__(self) -> DryRun:
+        import tempfile
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="rlctl-dry-run-")
+        self.dir = Path(self._tmp.name) / "run"
+        self.artifact_dir = Path(self._tmp.name) / "artifacts"
+        self.dir.mkdir()
+        self._t0 = time.monotonic()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for art in list(self._open_artifacts):
+            art.close(ok=False)
+        self._tmp.cleanup()
+
+    def save(self) -> None:
+        pass
+
+    def metric(self, name: str, value: float, step: int | None = None) -> None:
+        pass
