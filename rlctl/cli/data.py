@@ -18,6 +18,7 @@ from rlctl.cli.common import (
     stage_options,
 )
 from rlctl.records import KINDS
+from rlctl.stages.mix import OPTIONS as MIX_OPTIONS
 from rlctl.stages.pull import OPTIONS
 from rlctl.store import Run
 
@@ -65,6 +66,52 @@ def pull_cmd(ctx: click.Context, name: str, output: str | None, **_: object) -> 
         return
     with Run(store, command_name(ctx), config=conf, seed=conf["seed"]) as run:
         pull_run(run, conf, output)
+
+
+MIX_EPILOG = """\b
+Examples:
+  rlctl data mix gsm8k=0.5 mbpp=0.3 synth:arith=0.2 --sample --total 20000 --replace
+  rlctl data mix gsm8k=0.7 extra.jsonl=0.3 --total 5000 --seed 1 | rlctl rollout --model M
+  rlctl data mix -c mixture.yaml | rlctl train grpo --model M --reward math
+  rlctl data mix easy.jsonl=1 --total 800 --order easy.jsonl=order.txt | rlctl train sft ...
+\b
+A source is a file, a store reference (RUN, RUN:NAME, latest:X) or a data pull name. Counts
+are exact shares of --total (largest remainder). Sampling is without replacement unless
+--replace; a source smaller than its share stops the mix. Shuffled unless --order/--order-by,
+whose order `train` keeps. A mixture file: sources: [gsm8k=0.5, mbpp=0.5], total, seed, ...
+"""
+
+
+@data.command("mix", epilog=MIX_EPILOG)
+@click.argument("sources", nargs=-1)
+@stage_options(MIX_OPTIONS)
+@output_option
+@config_options
+@click.pass_context
+def mix_cmd(ctx: click.Context, sources: tuple[str, ...], output: str | None, **_: object) -> None:
+    """Mix prompt sources by weight into one stream (with `source` on every record), optionally
+    as a curriculum; the realised counts are recorded in the run."""
+    from rlctl.stages.mix import DEFAULTS, check_conf, mix
+    from rlctl.stages.streams import emit
+
+    conf = resolve_config(ctx, DEFAULTS, MIX_OPTIONS)
+    if sources:  # the arguments win over a mixture file's sources, as flags do
+        conf["sources"] = list(sources)
+    parsed = check_conf(conf)
+    store = get_store(ctx)
+
+    def check(run: Run) -> list[tuple[str, str]]:
+        n = sum(1 for _ in mix(store, run, conf, parsed))
+        counts = ", ".join(
+            f"{r['source']} {r['records']}/{r['available']}" for r in run.info["mix"]
+        )
+        return [("mix", f"{n} records: {counts}")]
+
+    if dry_run(ctx, store, conf, DEFAULTS, check):
+        return
+    with Run(store, command_name(ctx), config=conf, seed=conf["seed"]) as run:
+        n = emit(run, mix(store, run, conf, parsed), "prompt", name="prompts", output=output)
+        run.metric("records", n)
 
 
 VALIDATE_EPILOG = """\b

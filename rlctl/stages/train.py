@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,13 @@ OPTIONS: dict[str, Option] = {
         metavar="FRACTION",
     ),
     "max_steps": Option(None, "Optimizer steps (trainer.max_steps)", int, min=1),
+    "keep_order": Option(
+        None,
+        "Train on the records in their input order; TRL shuffles them otherwise",
+        bool,
+        negatable=True,
+        shown_default="on for an ordered mix (data mix --order), else off",
+    ),
     # as `rollout` takes them, so a policy is trained and sampled with one prompt format
     "chat_template": Option(
         True,
@@ -128,7 +136,7 @@ OPTIONS: dict[str, Option] = {
 DEFAULTS = defaults(OPTIONS)
 COMMON = (
     "model", "fp32_lm_head", "system_prompt", "chat_template", "resume", "eval_input",
-    "eval_every", "report_to", "max_dropped", "max_steps",
+    "eval_every", "report_to", "max_dropped", "max_steps", "keep_order",
 )  # fmt: skip
 GRPO_FLAGS = (
     "reward", "mode", "log_every", "init_kl_coef", "kl_target", "kl_horizon", "vllm_mode",
@@ -236,7 +244,23 @@ def read_rows(
 
     rec = recipe(kind)
     located = open_inputs(store, run, inputs, rec.record_kind, via=via).located()
-    return rec.rows(located, conf)
+    ordered: list[str] = []
+
+    def noted(pairs: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[tuple[str, dict]]:
+        for where, record in pairs:
+            if not ordered and ((record.get("meta") or {}).get("mix") or {}).get("ordered"):
+                ordered.append(where)
+            yield where, record
+
+    rows = rec.rows(noted(located), conf)
+    if via is None and ordered and conf.get("keep_order") is None:
+        conf["keep_order"] = run.info["config"]["keep_order"] = True
+        log.info(
+            "the input is an ordered mix (data mix --order/--order-by, %s): trained in its "
+            "order; --no-keep-order shuffles it",
+            ordered[0],
+        )
+    return rows
 
 
 def _follow(store: Store, kind: str, conf: dict[str, Any], ranks: Ranks) -> None:
@@ -268,6 +292,8 @@ def prepare(
     if eval_rows:
         section |= eval_schedule(section, conf.get("eval_every"))
     rec = recipe(kind)
+    if conf.get("keep_order"):  # the trainer section's own keys win
+        section = {**rec.in_order, **section}
     section = rec.resolve(section, conf, run, rows)
     job = Job(run.run_id, rows, section, _resume_from(run, conf.get("resume")), None, eval_rows)
     rec.finish_job(job, conf, run)

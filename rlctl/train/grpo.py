@@ -148,6 +148,7 @@ class GRPORecipe(Recipe):
     kind = "grpo"
     counts_rows = False
     own_fp32_head = False
+    in_order: ClassVar[dict[str, Any]] = {"shuffle_dataset": False}  # its own sampler's switch
     trl_defaults: ClassVar[dict[str, Any]] = {
         "num_generations": 2,
         "max_completion_length": 64,

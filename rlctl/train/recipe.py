@@ -47,6 +47,8 @@ class Recipe:
 
     kind = ""
     record_kind = "prompt"  # what its inputs are read as
+    # the trainer keys that make TRL take the rows in order (`--keep-order`)
+    in_order: ClassVar[dict[str, Any]] = {"train_sampling_strategy": "sequential"}
     counts_rows = True  # TRL may drop or truncate rows: count them (runner.report_data)
     own_fp32_head = True  # --fp32-lm-head by rlctl's head patch (GRPO: TRL's own cast)
     trl_defaults: ClassVar[dict[str, Any]] = {}  # CPU-safe defaults beyond the shared ones
