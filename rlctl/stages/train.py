@@ -21,6 +21,7 @@ from rlctl.options import Option, defaults
 from rlctl.store import Run, Store
 from rlctl.store.redact import redact_value
 from rlctl.train.beta_dpo import STATS_INIT
+from rlctl.train.maxent import OBJECTIVES
 from rlctl.train.ranks import Job, Ranks
 from rlctl.train.recipe import recipe
 
@@ -117,6 +118,36 @@ OPTIONS: dict[str, Option] = {
     "kl_horizon": Option(
         10000, "Adaptive KL controller horizon, in samples", float, min=0, min_open=True
     ),
+    "objective": Option(
+        "grpo",
+        "grpo: TRL's clipped policy gradient; maxent-listwise: MaxEnt-GRPO's entropy-regularised "
+        "listwise target (docs/training.md)",
+        choices=OBJECTIVES,
+    ),
+    "maxent_tau": Option(
+        1.0, "maxent-listwise: τ, the weight of the entropy term", float, min=0, min_open=True
+    ),
+    "maxent_q_temperature": Option(
+        1.0,
+        "maxent-listwise: softmax temperature of the rewards' target q",
+        float,
+        min=0,
+        min_open=True,
+    ),
+    "maxent_q_epsilon": Option(
+        1e-6,
+        "maxent-listwise: floor of q, so every completion keeps mass",
+        float,
+        min=0,
+        min_open=True,
+    ),
+    "maxent_length_normalize_ref": Option(
+        True,
+        "maxent-listwise: divide reference log-probs by length",
+        bool,
+        negatable=True,
+        shown_default="on",
+    ),
     "vllm_mode": Option(
         None,
         "Generate with vLLM (CUDA): a 'serve vllm --weight-sync' server, or in-process",
@@ -139,8 +170,9 @@ COMMON = (
     "eval_every", "report_to", "max_dropped", "max_steps", "keep_order",
 )  # fmt: skip
 GRPO_FLAGS = (
-    "reward", "mode", "log_every", "init_kl_coef", "kl_target", "kl_horizon", "vllm_mode",
-    "vllm_server_url", "vllm_endpoint",
+    "reward", "mode", "log_every", "init_kl_coef", "kl_target", "kl_horizon", "objective",
+    "maxent_tau", "maxent_q_temperature", "maxent_q_epsilon", "maxent_length_normalize_ref",
+    "vllm_mode", "vllm_server_url", "vllm_endpoint",
 )  # fmt: skip
 FLAGS = {
     "sft": ("target", *COMMON),

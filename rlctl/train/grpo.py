@@ -196,6 +196,10 @@ class GRPORecipe(Recipe):
         samples = SampleLog(writer, int(conf["log_every"]), names, args.reward_weights, run.run_id)
         if conf.get("kl_target") and not args.beta:
             raise BadInput("--kl-target needs a KL term: set --init-kl-coef (> 0)")
+        if conf.get("objective") == "maxent-listwise":
+            from rlctl.train.maxent import check_batch
+
+            check_batch(args)
         return {"funcs": funcs, "samples": samples}
 
     def build(
@@ -207,9 +211,21 @@ class GRPORecipe(Recipe):
         run: Any,
         state: Any,
     ) -> Any:
-        from trl import GRPOTrainer
+        if conf.get("objective") == "maxent-listwise":
+            from rlctl.train.maxent import MaxEnt, make_trainer_class
 
-        trainer = GRPOTrainer(**common, reward_funcs=built.extras["funcs"])
+            maxent = MaxEnt(
+                tau=float(conf["maxent_tau"]),
+                q_temperature=float(conf["maxent_q_temperature"]),
+                q_epsilon=float(conf["maxent_q_epsilon"]),
+                length_normalize_ref=bool(conf["maxent_length_normalize_ref"]),
+            )
+            trainer_class, extra = make_trainer_class(), {"maxent": maxent}
+        else:
+            from trl import GRPOTrainer
+
+            trainer_class, extra = GRPOTrainer, {}
+        trainer = trainer_class(**common, reward_funcs=built.extras["funcs"], **extra)
         samples = built.extras["samples"]
         samples.trainer = trainer
         trainer.add_callback(samples)
