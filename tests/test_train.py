@@ -740,3 +740,58 @@ def test_every_trainer_formats_prompts_as_rollout_does() -> None:
     assert sft_rows([("f:1", convo)], "completion", chat)[0]["messages"][0] == system
     with pytest.raises(BadInput, match="f:1: a whole conversation needs the chat template"):
         sft_rows([("f:1", convo)], "completion", text)
+
+
+TEMPLATE = (
+    "{% for m in messages %}[{{ m['role'] | upper }}] {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}[ASSISTANT] {% endif %}"
+)
+
+
+def test_a_chat_template_file_renders_rollouts_and_trains_the_policy(
+    rlctl: Runner, sql, tiny_model: Path, tmp_path: Path
+) -> None:
+    """`--chat-template-file F`: rollout renders every chat with F (the prompt tokens it fed
+    the model decode to F's rendering), `train grpo` trains with it and saves it with the
+    checkpoint, both record F as an input (so `runs diff` sees an edited template); a broken
+    template is one line with file and line, and an OpenAI server (which renders with its own)
+    is refused with the fix."""
+    from transformers import AutoTokenizer
+
+    template = tmp_path / "brackets.jinja"
+    template.write_text(TEMPLATE)
+    r = rlctl(
+        shell=f"$RLCTL data pull synth:arith --limit 2 | $RLCTL rollout --model {tiny_model} "
+        f"--max-tokens 2 --logprobs --system-prompt 'Add.' --chat-template-file {template}"
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    for rec in jsonl(r.stdout):
+        fed = tok.decode(rec["prompt_token_ids"])
+        assert fed.startswith("[SYSTEM] Add.\n[USER] What is") and fed.endswith("[ASSISTANT] ")
+    r = rlctl(
+        shell=f"$RLCTL data pull synth:arith --limit 2 | $RLCTL train grpo --model {tiny_model} "
+        "--max-steps 1 --set trainer.max_completion_length=4 --set trainer.num_generations=2 "
+        f"--set trainer.per_device_train_batch_size=2 --chat-template-file {template}"
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    (ckpt,) = sql("SELECT path FROM artifacts WHERE kind = 'model'")
+    assert AutoTokenizer.from_pretrained(ckpt["path"]).chat_template == TEMPLATE
+    vias = sql("SELECT r.command, l.input FROM lineage l JOIN runs r USING (run_id) "
+               "WHERE l.via = 'chat_template' ORDER BY 1")  # fmt: skip
+    assert [(v["command"], v["input"]) for v in vias] == [
+        ("rollout", str(template)), ("train grpo", str(template)),
+    ]  # fmt: skip
+
+    template.write_text("{% for m in messages %}\n{{ m['content'] }\n{% endfor %}")
+    bad = rlctl("rollout", "-i", "x.jsonl", "--model", str(tiny_model),
+                "--chat-template-file", str(template))  # fmt: skip
+    assert (
+        bad.returncode == 2 and f"{template}:2: not a valid Jinja template" in bad.stderr.decode()
+    )
+    served = rlctl("rollout", "-i", "x.jsonl", "--backend", "openai", "--base-url",
+                   "http://127.0.0.1:9/v1", "--model", "m", "--chat-template-file", str(template))  # fmt: skip
+    assert (
+        served.returncode == 2
+        and "serve vllm --model M --chat-template FILE" in served.stderr.decode()
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from rlctl.backends.generation import BACKENDS, Backend, Prompt, Sampling
@@ -30,6 +31,11 @@ OPTIONS: dict[str, Option] = {
         True, "Render messages with the chat template", bool, negatable=True, shown_default="on"
     ),
     "system_prompt": Option(None, "System message prepended to chats that have none"),
+    "chat_template_file": Option(
+        None,
+        "hf/vllm: render chats with this Jinja template instead of the model's",
+        metavar="FILE",
+    ),
     "logprobs": Option(False, "Record token ids and sampled-token logprobs", bool),
     **precision("hf/vllm", "auto"),
     "batch_size": Option(16, "hf: prompts per generate call", int, min=1),
@@ -61,6 +67,7 @@ def rollouts(
     *,
     chat_template: bool = True,
     system_prompt: str | None = None,
+    template: str | None = None,
     chunk: int = 64,
     generator: dict[str, Any] | None = None,
 ) -> Iterator[dict[str, Any]]:
@@ -69,7 +76,7 @@ def rollouts(
     it = iter(prompts)
     settings = sampling.record()
     while batch := list(itertools.islice(it, chunk)):
-        ps = [Prompt.of(r, chat_template, system_prompt) for r in batch]
+        ps = [Prompt.of(r, chat_template, system_prompt, template) for r in batch]
         for rec, gens in zip(batch, backend.generate(ps, sampling), strict=True):
             base = {k: v for k, v in rec.items() if k != "run_id"}
             for k, g in enumerate(gens):
@@ -102,12 +109,44 @@ def check_conf(store: Store, conf: dict[str, Any]) -> dict | None:
         endpoint = resolve_endpoint(store, conf)
     elif not conf["model"]:
         raise BadInput(f"--backend {conf['backend']} needs --model PATH")
+    check_template(conf)
     if conf["num_samples"] < 1 or conf["max_tokens"] < 1:
         raise BadInput("-n and --max-tokens must be at least 1")
     sampling_of(conf)
     if conf["backend"] == "vllm":
         guard_stdout()  # vLLM's engine logs to stdout; ours carries records only
     return endpoint
+
+
+def check_template(conf: dict[str, Any]) -> None:
+    """`--chat-template-file`: readable, valid, and where it can apply (a local engine renders
+    the chat; an OpenAI server renders with the template it was started with)."""
+    from rlctl.backends.generation import read_chat_template
+
+    path = conf.get("chat_template_file")
+    if not path:
+        return
+    if not conf.get("chat_template", True):
+        raise BadInput("--chat-template-file and --no-chat-template exclude each other")
+    if conf.get("backend") == "openai":
+        raise BadInput(
+            "--chat-template-file: an OpenAI-compatible server renders chats with its own "
+            "template; start it with 'rlctl serve vllm --model M --chat-template FILE' (vLLM's "
+            "flag), or generate locally with --backend hf|vllm"
+        )
+    read_chat_template(path)
+
+
+def use_template(run: Run, conf: dict[str, Any]) -> str | None:
+    """The template file's text, recorded as an input (by content, so `runs diff` shows a
+    changed template)."""
+    from rlctl.backends.generation import read_chat_template
+
+    path = conf.get("chat_template_file")
+    if not path:
+        return None
+    run.add_input(str(Path(path).absolute()), via="chat_template")
+    return read_chat_template(path)
 
 
 def rollout_run(
@@ -137,6 +176,7 @@ def rollout_run(
             sampling_of(conf),
             chat_template=bool(conf["chat_template"]),
             system_prompt=conf["system_prompt"],
+            template=use_template(run, conf),
             chunk=max(1, int(conf["batch_size"])) * 4,
             generator=engine,
         )

@@ -81,6 +81,12 @@ OPTIONS: dict[str, Option] = {
         shown_default="on",
     ),
     "system_prompt": Option(None, "System message prepended to chats that have none (as rollout)"),
+    "chat_template_file": Option(
+        None,
+        "Render chats with this Jinja template instead of the model's; saved with the "
+        "checkpoint (as rollout)",
+        metavar="FILE",
+    ),
     # sft
     "target": Option(
         "completion",
@@ -166,7 +172,8 @@ OPTIONS: dict[str, Option] = {
 }
 DEFAULTS = defaults(OPTIONS)
 COMMON = (
-    "model", "fp32_lm_head", "system_prompt", "chat_template", "resume", "eval_input",
+    "model", "fp32_lm_head", "system_prompt", "chat_template", "chat_template_file", "resume",
+    "eval_input",
     "eval_every", "report_to", "max_dropped", "max_steps", "keep_order",
 )  # fmt: skip
 GRPO_FLAGS = (
@@ -205,6 +212,12 @@ def check_conf(kind: str, conf: dict[str, Any]) -> None:
         conf["trainer"] = {**conf["trainer"], "report_to": list(conf["report_to"])}
     if conf["eval_input"] == "-":
         raise BadInput("--eval-input -: stdin carries the training records; pass a file")
+    if conf["chat_template_file"]:
+        from rlctl.backends.generation import read_chat_template
+
+        if not conf["chat_template"]:
+            raise BadInput("--chat-template-file and --no-chat-template exclude each other")
+        read_chat_template(conf["chat_template_file"])
 
 
 def train(

@@ -43,6 +43,12 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
     own_head = conf["fp32_lm_head"] and rec.own_fp32_head
     model, tok = load_causal_lm(conf["model"], "float32" if args.use_cpu else "auto", own_head)
     run.add_model(conf["model"])
+    if conf.get("chat_template_file"):  # TRL renders with the processing class's template,
+        from rlctl.backends.generation import read_chat_template  # which the checkpoint keeps
+
+        path = conf["chat_template_file"]
+        tok.chat_template = read_chat_template(path)
+        run.add_input(str(Path(path).absolute()), via="chat_template")
     if job.vllm_model:
         model.config._name_or_path = job.vllm_model  # what TRL's colocated vLLM loads
     rows = job.rows

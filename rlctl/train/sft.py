@@ -28,7 +28,10 @@ class SFTRecipe(Recipe):
         self, section: dict[str, Any], conf: dict[str, Any], run: Any, rows: list
     ) -> dict[str, Any]:
         if rows and "messages" in rows[0]:
-            section.setdefault("assistant_only_loss", assistant_only_loss(conf["model"]))
+            section.setdefault(
+                "assistant_only_loss",
+                assistant_only_loss(conf["model"], conf.get("chat_template_file")),
+            )
         return section
 
     def build(self, common: dict[str, Any], *_: Any) -> Any:
@@ -37,18 +40,22 @@ class SFTRecipe(Recipe):
         return SFTTrainer(**common)
 
 
-def assistant_only_loss(model: str) -> bool:
+def assistant_only_loss(model: str, template_file: str | None = None) -> bool:
     """Loss on the assistant turns only, when the chat template allows it: it marks them
     (`{% generation %}`), or TRL ships a training version of it (Qwen, Llama, Gemma, ...).
     Otherwise every token, and the log says so."""
     from transformers import AutoTokenizer
     from trl.chat_template_utils import get_training_chat_template
 
+    from rlctl.backends.generation import read_chat_template
     from rlctl.models import require_model_path
 
     require_model_path(model)
     try:
-        get_training_chat_template(AutoTokenizer.from_pretrained(model))
+        tok = AutoTokenizer.from_pretrained(model)
+        if template_file:
+            tok.chat_template = read_chat_template(template_file)
+        get_training_chat_template(tok)
     except (ValueError, TypeError) as e:
         log.warning(
             "sft on whole conversations: loss on every token (%s); set "

@@ -48,13 +48,21 @@ class Sampling:
 
 @dataclass
 class Prompt:
-    """What a backend generates from: chat messages (rendered with the chat template) or text."""
+    """What a backend generates from: chat messages (rendered with the chat template, or with
+    `template`, a `--chat-template-file`'s text, when given) or text."""
 
     messages: list[dict[str, str]] | None
     text: str | None
+    template: str | None = None
 
     @classmethod
-    def of(cls, rec: dict[str, Any], chat_template: bool, system_prompt: str | None) -> Prompt:
+    def of(
+        cls,
+        rec: dict[str, Any],
+        chat_template: bool,
+        system_prompt: str | None,
+        template: str | None = None,
+    ) -> Prompt:
         messages = rec.get("messages")
         if messages is None and rec.get("prompt") is not None and chat_template:
             messages = [{"role": "user", "content": rec["prompt"]}]
@@ -65,7 +73,7 @@ class Prompt:
             return cls(None, text)
         if system_prompt and not any(m["role"] == "system" for m in messages or []):
             messages = [{"role": "system", "content": system_prompt}, *(messages or [])]
-        return cls(list(messages or []), None)
+        return cls(list(messages or []), None, template)
 
 
 @dataclass
@@ -91,15 +99,42 @@ class Backend(Protocol):
 def render(tokenizer: Any, prompt: Prompt) -> str:
     """The exact text a local backend feeds the model."""
     if prompt.messages is not None:
-        if not getattr(tokenizer, "chat_template", None):
+        if not prompt.template and not getattr(tokenizer, "chat_template", None):
             raise BadInput(
-                "the model's tokenizer has no chat template; pass --no-chat-template to "
-                "generate from plain text"
+                "the model's tokenizer has no chat template; pass --chat-template-file FILE, "
+                "or --no-chat-template to generate from plain text"
             )
         return tokenizer.apply_chat_template(
-            prompt.messages, tokenize=False, add_generation_prompt=True
+            prompt.messages,
+            tokenize=False,
+            add_generation_prompt=True,
+            chat_template=prompt.template,
         )
     return prompt.text or ""
+
+
+def read_chat_template(path: str | None, option: str = "--chat-template-file") -> str | None:
+    """A Jinja chat template file's text, compiled as transformers compiles it, so a syntax
+    error is one line with the file and line before any model loads."""
+    if not path:
+        return None
+    from pathlib import Path
+
+    try:
+        text = Path(path).expanduser().read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInput(f"{option} {path}: cannot read it ({e})") from None
+    try:
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+    except ImportError:  # another transformers layout: checked when it renders
+        return text
+    try:
+        _compile_jinja_template(text)
+    except Exception as e:  # noqa: BLE001 (jinja2's TemplateSyntaxError and its kin)
+        line = getattr(e, "lineno", None)
+        where = f"{path}:{line}" if line else str(path)
+        raise BadInput(f"{option} {where}: not a valid Jinja template ({e})") from None
+    return text
 
 
 def truncate_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
