@@ -601,3 +601,32 @@ def test_replay_reproduces_the_run(rlctl: Runner, tmp_path: Path) -> None:
             line,
             rows,
         )
+
+
+def test_latest_is_the_last_started_even_within_one_second(rlctl: Runner, store: Path) -> None:
+    """Run ids sort by the second a run started in, then by a random part, so two runs of one
+    second (a fast pull, then another) sort at random; `latest`, `latest:KIND` and
+    `--resume latest` must still mean the one that started last."""
+    first = _run_id(rlctl("data", "pull", "gsm8k", "--sample", "--limit", "2"))
+    second = _run_id(rlctl("data", "pull", "gsm8k", "--sample", "--limit", "3"))
+    runs = store / "runs"
+    stamp = "20991231-235959-data-pull-"
+    # the earlier run gets the higher random part: a name sort puts it first
+    for rid, suffix in ((first, "ffffff"), (second, "000000")):
+        new = f"{stamp}{suffix}"
+        (runs / rid).rename(runs / new)
+        (store / "artifacts" / rid).rename(store / "artifacts" / new)
+        meta = orjson.loads((runs / new / "run.json").read_bytes())
+        meta["run_id"] = new
+        for a in meta["artifacts"]:
+            a["path"] = a["path"].replace(rid, new)
+        (runs / new / "run.json").write_bytes(orjson.dumps(meta))
+    shown = rlctl("runs", "show", "latest", "--json")
+    assert orjson.loads(shown.stdout)["run_id"] == f"{stamp}000000"
+    read = rlctl("data", "validate", "--kind", "prompt", "-i", "latest:data-pull")
+    assert read.returncode == 0 and "3 valid prompt records" in read.stderr.decode()
+
+
+def _run_id(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode == 0, r.stderr.decode()
+    return r.stderr.decode().rsplit("(run ", 1)[1].split(")")[0]

@@ -112,10 +112,10 @@ def _synced_run(store: Store, ref: str) -> dict:
 
 
 def _latest(store: Store) -> str:
-    ids = store.run_ids()
-    if not ids:
+    newest = next(store.iter_runs(), None)
+    if newest is None:
         raise click.UsageError(f"no runs in {store.root}")
-    return ids[0]
+    return str(newest["run_id"])
 
 
 @runs.command(

@@ -6,6 +6,7 @@ replaces files by rename, so a reader on any node sees an old or a new version, 
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import time
@@ -113,11 +114,13 @@ class Store:
         return sorted(ids, reverse=newest_first)
 
     def iter_runs(self) -> Iterator[dict[str, Any]]:
-        """Newest first; skips folders without a readable run.json (a run being created)."""
-        for rid in self.run_ids():
-            run = self.read_run(rid)
-            if run is not None:
-                yield run
+        """Newest first by start time; skips folders without a readable run.json (a run being
+        created). Ids sort by the second a run started in, then by their random part, so the
+        runs of one second (a fast pull, then another) are ordered by their recorded start."""
+        for _, same_second in itertools.groupby(self.run_ids(), key=lambda rid: rid[:15]):
+            runs = [r for rid in same_second if (r := self.read_run(rid)) is not None]
+            runs.sort(key=lambda r: str(r.get("started_at") or ""), reverse=True)
+            yield from runs
 
     def match_run(self, ref: str) -> str:
         """A full run id, a unique prefix of one, or a unique suffix (the random part)."""
