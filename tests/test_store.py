@@ -630,3 +630,51 @@ def test_latest_is_the_last_started_even_within_one_second(rlctl: Runner, store:
 def _run_id(r: subprocess.CompletedProcess) -> str:
     assert r.returncode == 0, r.stderr.decode()
     return r.stderr.decode().rsplit("(run ", 1)[1].split(")")[0]
+
+
+_OPENED: list[str] = []
+_WATCH: list[bool] = []
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "open" and _WATCH and isinstance(args[0], (str, Path)):
+        _OPENED.append(str(args[0]))
+
+
+def test_a_query_never_reopens_runs_that_ended_before_the_last_sync(store: Path) -> None:
+    """The catalog reads only what changed: after one sync, queries over ended runs open no
+    run.json (Python's audit hook sees every open), and the metrics view names no
+    metrics.jsonl (DuckDB's own reads): ended runs' metrics were copied into the index when
+    they ended. A run that ends, or an ended run that gc rewrites, is read once more, alone."""
+    import sys
+
+    sys.addaudithook(_audit)  # Python's own record of every file it opens
+    s = Store(store)
+    for i in range(30):
+        with Run(s, "pull") as run:
+            run.metric("reward", float(i), step=1)
+    index = Index(s)
+    assert index.query("SELECT count(*) FROM metrics").rows == [(30,)]
+
+    def opened(sql: str) -> list[str]:
+        _OPENED.clear()
+        _WATCH.append(True)
+        try:
+            rows = index.query(sql).rows
+        finally:
+            _WATCH.clear()
+        return [rows, sorted(Path(p).name for p in _OPENED if "/runs/" in p)]
+
+    assert opened("SELECT count(*) FROM runs") == [[(30,)], []]
+    assert opened("SELECT max(value) FROM metrics") == [[(29.0,)], []]
+    with Run(s, "late") as run:
+        run.metric("reward", 99.0, step=1)
+    rows, files = opened("SELECT count(*), max(value) FROM metrics")
+    assert rows == [(31, 99.0)] and files == ["run.json"]
+    assert opened("SELECT count(*) FROM runs") == [[(31,)], []]
+    late = run.run_id
+    s.write_run({**s.read_run(late), "error": "edited by gc"})  # journalled, as gc does
+    rows, files = opened(f"SELECT error FROM runs WHERE run_id = '{late}'")
+    assert rows == [("edited by gc",)] and files == ["run.json"]
+    view = index.query("SELECT sql FROM duckdb_views() WHERE view_name = 'metrics'").rows
+    assert "metrics.jsonl" not in view[0][0]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlctl.errors import BadInput, RlctlError
-from rlctl.store.layout import Store, atomic_write_json
+from rlctl.store.layout import Store
 
 # Job states after which nothing changes (squeue(1), JOB STATE CODES).
 TERMINAL = {
@@ -137,7 +137,7 @@ def refresh(store: Store, run: dict[str, Any]) -> dict[str, Any]:
     if (found["state"], found["tasks"]) != (slurm.get("state"), slurm.get("tasks")):
         slurm.update(found)
         run = dict(run, slurm=slurm)
-        atomic_write_json(store.run_json(run["run_id"]), run)
+        store.write_run(run)
     return run
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlctl.store.layout import Store, atomic_write_json
+from rlctl.store.layout import Store
 from rlctl.store.liveness import death_reason
 
 
@@ -108,5 +108,5 @@ def gc(store: Store, *, failed: bool = False, dry_run: bool = False) -> GCReport
                 remove(path)
         kept = [a for a in run.get("artifacts") or [] if not a["path"].endswith(".partial")]
         if len(kept) != len(run.get("artifacts") or []) and not dry_run:
-            atomic_write_json(store.run_json(rid), {**run, "artifacts": kept})
+            store.write_run({**run, "artifacts": kept})
     return report

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rlctl")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 LOCK_TIMEOUT_ENV = "RLCTL_LOCK_TIMEOUT"
 
 _RUNS_COLUMNS = {
@@ -87,7 +87,12 @@ _METRICS_COLUMNS = {
     "value": "DOUBLE",
     "time": "TIMESTAMP",
 }
-_TABLES = {"runs": _RUNS_COLUMNS, "artifacts": _ARTIFACTS_COLUMNS, "lineage": _LINEAGE_COLUMNS}
+_TABLES = {
+    "runs": _RUNS_COLUMNS,
+    "artifacts": _ARTIFACTS_COLUMNS,
+    "lineage": _LINEAGE_COLUMNS,
+    "metrics_ended": _METRICS_COLUMNS,  # ended runs' metrics, copied once (the view unions them)
+}
 # Environment locks are content-addressed and never change: each file is read once.
 _ENVIRONMENTS_COLUMNS = {
     "env_id": "VARCHAR PRIMARY KEY",
@@ -255,7 +260,8 @@ class Index:
 
     @staticmethod
     def tables() -> list[str]:
-        return [*_TABLES, *_ENV_TABLES, "metrics", *(k.table for k in KINDS.values())]
+        shown = [t for t in _TABLES if t != "metrics_ended"]
+        return [*shown, *_ENV_TABLES, "metrics", *(k.table for k in KINDS.values())]
 
     # -- sync ------------------------------------------------------------------------------
     def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -275,6 +281,11 @@ class Index:
             con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({body})")
 
     def sync(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Read only what changed since the last sync: new run folders (a directory listing,
+        no stat of the others), runs still running or damaged, and the runs the change journal
+        names (a run that ended, an ended run that gc or Slurm rewrote). A run that ended
+        before the last sync is never opened again; its metrics were copied into the index
+        when it ended."""
         self._ensure_schema(con)
         known = {
             rid: (status, mtime, size)
@@ -282,20 +293,22 @@ class Index:
                 "SELECT run_id, status, file_mtime_ns, file_size FROM runs"
             ).fetchall()
         }
-        seen: set[str] = set()
+        markers = self.store.changed_markers()
+        journalled = {rid for _, rid in markers}
+        listing = self.store.run_ids()
+        seen: set[str] = set(listing)
         fresh: list[tuple[dict[str, Any], os.stat_result]] = []
-        metrics_files: list[str] = []
-        for rid in self.store.run_ids():
+        for rid in listing:
+            old = known.get(rid)
+            settled = old is not None and old[0] not in ("running", "damaged")
+            if settled and rid not in journalled:
+                continue
             path = self.store.run_json(rid)
             try:
                 st = path.stat()
             except (FileNotFoundError, NotADirectoryError):
-                continue  # a run folder being created: its run.json is not there yet
-            seen.add(rid)
-            metrics = self.store.run_dir(rid) / "metrics.jsonl"
-            if metrics.exists() and metrics.stat().st_size > 0:
-                metrics_files.append(str(metrics))
-            old = known.get(rid)
+                seen.discard(rid)  # a run folder being created: its run.json is not there yet
+                continue
             unchanged = old is not None and (old[1], old[2]) == (st.st_mtime_ns, st.st_size)
             if unchanged and old[0] != "running":
                 continue
@@ -315,7 +328,8 @@ class Index:
                 continue
             fresh.append((run, st))
 
-        stale = [rid for rid in known if rid not in seen] + [r["run_id"] for r, _ in fresh]
+        gone = [rid for rid in known if rid not in seen]
+        stale = gone + [r["run_id"] for r, _ in fresh]
         con.execute("BEGIN TRANSACTION")
         try:
             if stale:
@@ -323,13 +337,36 @@ class Index:
                     con.execute(f"DELETE FROM {table} WHERE list_contains(?, run_id)", [stale])
             self._insert_runs(con, fresh)
             self._insert_environments(con)
+            self._compact_metrics(con, [r["run_id"] for r, _ in fresh if r["status"] != "running"])
             if fresh:  # a new consumer or a new producer of a model: match them up
                 _link_models_by_content(con)
-            self._create_views(con, metrics_files)
+            running = con.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()
+            if fresh or gone or running[0] or not self._has_views(con):
+                self._create_views(con)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        for name, _ in markers:  # read: the runs they name are in the index now
+            with contextlib.suppress(FileNotFoundError):
+                (self.store.changed_dir / name).unlink()
+
+    def _compact_metrics(self, con: duckdb.DuckDBPyConnection, ended: list[str]) -> None:
+        """An ended run's metrics.jsonl, copied once into the `metrics_ended` table, so no
+        query parses it again (store rebuild copies it again from the file)."""
+        files = [
+            str(p)
+            for rid in ended
+            if (p := self.store.run_dir(rid) / "metrics.jsonl").exists() and p.stat().st_size
+        ]
+        if files:
+            select = _files_select(files, _METRICS_COLUMNS)
+            con.execute(f"INSERT INTO metrics_ended SELECT * FROM ({select})")
+
+    @staticmethod
+    def _has_views(con: duckdb.DuckDBPyConnection) -> bool:
+        views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+        return "metrics" in views
 
     def _mark_interrupted(self, run: dict[str, Any], reason: str) -> dict[str, Any]:
         """Files are the truth, so the verdict goes into run.json, not just the index."""
@@ -409,10 +446,17 @@ class Index:
         _insert_columns(con, "environments", _ENVIRONMENTS_COLUMNS, envs)
         _insert_columns(con, "packages", _PACKAGES_COLUMNS, packages)
 
-    def _create_views(self, con: duckdb.DuckDBPyConnection, metrics_files: list[str]) -> None:
-        con.execute(
-            f"CREATE OR REPLACE VIEW metrics AS {_files_select(metrics_files, _METRICS_COLUMNS)}"
-        )
+    def _create_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        """The metrics view (ended runs' copied metrics plus the running runs' files) and one
+        view per record kind over its complete artifacts; rebuilt only when a sync found
+        something new, gone or running."""
+        running = [
+            str(p)
+            for (rid,) in con.execute("SELECT run_id FROM runs WHERE status = 'running'").fetchall()
+            if (p := self.store.run_dir(rid) / "metrics.jsonl").exists() and p.stat().st_size
+        ]
+        live = f" UNION ALL {_files_select(running, _METRICS_COLUMNS)}" if running else ""
+        con.execute(f"CREATE OR REPLACE VIEW metrics AS SELECT * FROM metrics_ended{live}")
         files = con.execute(
             "SELECT kind, format, path FROM artifacts WHERE complete ORDER BY path"
         ).fetchall()

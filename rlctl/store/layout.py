@@ -79,6 +79,11 @@ class Store:
         return self.root / "environments"
 
     @property
+    def changed_dir(self) -> Path:
+        """The journal of run.json changes after a run ended (store/index.py reads it)."""
+        return self.root / "changed"
+
+    @property
     def index_path(self) -> Path:
         return self.root / "index.duckdb"
 
@@ -95,6 +100,27 @@ class Store:
     def ensure(self) -> None:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+
+    def note_changed(self, run_id: str) -> None:
+        """Journal that `run_id`'s run.json changed (it ended, or an ended run was edited):
+        the index re-reads only the runs named here and the ones still running, never the
+        files of runs that ended before its last sync. One new empty file per change, so a
+        change made while the index syncs is never lost with the marker it already read."""
+        self.changed_dir.mkdir(parents=True, exist_ok=True)
+        (self.changed_dir / f"{run_id}~{os.getpid()}-{secrets.token_hex(4)}").touch()
+
+    def changed_markers(self) -> list[tuple[str, str]]:
+        """(marker file name, run id) of every journalled change not yet indexed."""
+        try:
+            names = [e.name for e in os.scandir(self.changed_dir)]
+        except FileNotFoundError:
+            return []
+        return [(n, n.partition("~")[0]) for n in names if "~" in n and not n.startswith(".")]
+
+    def write_run(self, run: dict[str, Any]) -> None:
+        """Replace a run's run.json, journalled for the index (gc, Slurm state updates)."""
+        atomic_write_json(self.run_json(run["run_id"]), run)
+        self.note_changed(run["run_id"])
 
     def read_run(self, run_id: str) -> dict[str, Any] | None:
         try:

@@ -217,6 +217,7 @@ class Run:
             duration_s=round(time.monotonic() - self._t0, 3),
         )
         self.save()
+        self.store.note_changed(self.run_id)  # the index re-reads it once, then never again
         log.debug("run %s %s", self.run_id, status)
 
     def save(self) -> None:
