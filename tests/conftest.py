@@ -34,6 +34,13 @@ def jsonl(text: bytes | str) -> list[dict]:
     return [orjson.loads(line) for line in data.splitlines() if line.strip()]
 
 
+def stored(path: str | Path) -> list[dict]:
+    """The records of a stored artifact, whatever its format (Parquet at rest by default)."""
+    from rlctl.records import RecordReader
+
+    return list(RecordReader([str(path)]))
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     return tmp_path / "store"

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 
 from tests.chat_server import ChatServer
-from tests.conftest import Runner, jsonl
+from tests.conftest import Runner, jsonl, stored
 
 KEY = "sk-test-judge-key-0123456789abcdefghij"
 ROLLOUTS = [
@@ -179,7 +179,7 @@ def test_sample_vs_sample_gives_win_rates_and_pairs(
         ("q5", "GOOD", "x"),
     ]
     run_id = pairs[0]["run_id"]
-    judged = jsonl((store / "artifacts" / run_id / "judged.jsonl").read_bytes())
+    judged = stored(store / "artifacts" / run_id / "judged.parquet")
     assert [j["reward"] for j in judged] == [1.0, 0.0, 0.5, 0.5, None, None, None, 1.0, 0.25, 0.25]
     assert judged[7]["verdict"] | {"model": None} == {
         "model": None,

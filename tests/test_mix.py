@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from tests.conftest import Runner, jsonl
+from tests.conftest import Runner, jsonl, stored
 
 MIX = ("data", "mix", "gsm8k=0.5", "mbpp=0.3", "synth:arith=0.2", "--sample", "--total", "20000")
 
@@ -80,6 +80,6 @@ def test_an_ordered_mix_reaches_the_trainer_in_its_order(
     assert run["config"]["keep_order"] is True
     assert run["config"]["trainer"]["shuffle_dataset"] is False
     (samples,) = [a for a in run["artifacts"] if a["kind"] == "train_sample"]
-    seen = jsonl((store / samples["path"]).read_bytes())
+    seen = stored(store / samples["path"])
     by_step = [rec["id"] for rec in sorted(seen, key=lambda x: x["step"])][::2]
     assert by_step == order

@@ -31,6 +31,29 @@ def test_every_format_round_trips_exactly(tmp_path: Path, suffix: str) -> None:
     assert list(RecordReader([path], "prompt")) == PROMPTS
 
 
+JUDGED_NULLS = [
+    {
+        "id": "a",
+        "prompt": "p",
+        "completion": "c",
+        "reward": None,
+        "verdict": {"reason": "unreadable"},
+    },
+    {"id": "b", "prompt": "p", "completion": "c", "reward": 1.0},
+    {"id": "c", "prompt": "p", "completion": "c", "reward": 0.5, "verdict": None, "meta": {}},
+]
+
+
+def test_parquet_keeps_a_null_apart_from_an_absent_key(tmp_path: Path) -> None:
+    """The store keeps artifacts as Parquet, where every row has every column: a judge's
+    `reward: null` (no verdict) must read back as null, and a key a record did not have must
+    stay absent, not turn into a null."""
+    path = tmp_path / "j.parquet"
+    with RecordWriter(path) as w:
+        w.write_all(JUDGED_NULLS)
+    assert list(RecordReader([path])) == JUDGED_NULLS
+
+
 def test_a_failed_writer_leaves_only_a_partial_file(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     with pytest.raises(RuntimeError), RecordWriter(path) as w:

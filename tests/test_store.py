@@ -48,8 +48,8 @@ def test_run_records_what_happened(store: Path) -> None:
     assert info["artifacts"][0] | {"created_at": None} == {
         "name": "prompts",
         "kind": "prompt",
-        "format": "jsonl",
-        "path": f"artifacts/{run.run_id}/prompts.jsonl",
+        "format": "parquet",
+        "path": f"artifacts/{run.run_id}/prompts.parquet",
         "records": 1,
         "bytes": (store / info["artifacts"][0]["path"]).stat().st_size,
         "complete": True,

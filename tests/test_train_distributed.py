@@ -3,13 +3,12 @@ this CPU, talking over gloo. One job is one run; rank 0 reads the inputs and wri
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Runner, jsonl
+from tests.conftest import Runner, jsonl, stored
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +49,7 @@ def test_two_ranks_of_beta_dpo_train_as_one_process_on_their_joint_batch(
     (log,) = sql(
         f"SELECT path FROM artifacts WHERE kind = 'margin_log' AND run_id = '{runs[0]['run_id']}'"
     )
-    rows = [json.loads(line) for line in Path(log["path"]).read_text().splitlines()]
+    rows = stored(log["path"])
     for step in (1, 2, 3):  # every rank's pairs, once: 4 a step, 2 kept, named
         pairs = [x for x in rows if x["step"] == step]
         assert len(pairs) == 4 and sum(x["kept"] for x in pairs) == 2

@@ -15,7 +15,7 @@ import orjson
 import psutil
 import pytest
 
-from tests.conftest import RLCTL, ROOT, compare_summary, jsonl
+from tests.conftest import RLCTL, ROOT, compare_summary, jsonl, stored
 
 pytestmark = pytest.mark.slow
 VLLM_PYTHON = os.environ.get("RLCTL_VLLM_PYTHON") or str(ROOT / ".venv-vllm" / "bin" / "python")
@@ -234,7 +234,7 @@ def test_sample_vs_sample_judging_through_a_real_vllm_judge(served: Served) -> N
     run_dir = served.store / "runs" / run_id
     run = orjson.loads((run_dir / "run.json").read_bytes())
     judged_path = next(a["path"] for a in run["artifacts"] if a["name"] == "judged")
-    judged = [orjson.loads(x) for x in (served.store / judged_path).read_bytes().splitlines()]
+    judged = stored(served.store / judged_path)
     assert len(judged) == 100
     by_prompt: dict[str, list] = {}
     for j in judged:

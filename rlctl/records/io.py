@@ -29,6 +29,7 @@ from rlctl.records.schema import Kind, validate
 from rlctl.records.schema import kind as kind_by_name
 
 STDIN = "-"
+ABSENT_COLUMN = "_rlctl_absent"  # per row: the file's columns this record did not have
 PARQUET_JSON_KEY = "rlctl.json_columns"
 _BATCH = 1024
 
@@ -201,14 +202,19 @@ def _read_parquet(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
             raise BadInput(f"{path}: not a readable Parquet file ({e}); check the file") from e
         json_cols = set(orjson.loads(meta[0])) if meta else set()
         names = [d[0] for d in cur.description]
+        # files rlctl wrote list each record's absent keys, so a null value (a judge's
+        # unreadable verdict: reward null) survives; in other files a null means absent
+        exact = ABSENT_COLUMN in names
         row_no = 0
         while batch := cur.fetchmany(_BATCH):
             for row in batch:
                 row_no += 1
+                values = dict(zip(names, row, strict=True))
+                absent = set(orjson.loads(values.pop(ABSENT_COLUMN) or "[]")) if exact else set()
                 rec = {
                     k: (orjson.loads(v) if k in json_cols and v is not None else v)
-                    for k, v in zip(names, row, strict=True)
-                    if v is not None
+                    for k, v in values.items()
+                    if k not in absent and (exact or v is not None)
                 }
                 yield f"{path}:row {row_no}", rec
     finally:
@@ -247,11 +253,13 @@ class RecordWriter:
         )
         self._raw = raw
         self._types: dict[str, set[type]] = {}
+        self._keys: set[str] = set()
         self.count = 0
         self.closed = False
 
     def write(self, record: dict[str, Any]) -> None:
         if self.format == "parquet":
+            self._keys.update(record)
             for k, v in record.items():
                 if v is not None:
                     self._types.setdefault(k, set()).add(type(v))
@@ -279,7 +287,7 @@ class RecordWriter:
             self._raw.close()
         if ok and self.format == "parquet":
             as_json = sorted(k for k, ts in self._types.items() if len(ts) > 1 or ts & {dict, list})
-            _jsonl_to_parquet(self._jsonl_tmp, self._tmp, as_json)
+            _jsonl_to_parquet(self._jsonl_tmp, self._tmp, as_json, self._keys)
             self._jsonl_tmp.unlink()
         if self.in_place:
             if ok and self.format == "parquet":
@@ -288,6 +296,8 @@ class RecordWriter:
             shutil.rmtree(self._tmp.parent, ignore_errors=True)
             return self.path
         final = self.path if ok else self.path.with_name(self.path.name + ".partial")
+        if not ok and self.format == "parquet":  # what was written is JSONL: named so
+            final = self.path.with_name(self.path.name.removesuffix(".parquet") + ".jsonl.partial")
         os.replace(self._tmp if ok else self._jsonl_tmp, final)
         return final
 
@@ -298,10 +308,11 @@ class RecordWriter:
         self.close(ok=exc_type is None)
 
 
-def _jsonl_to_parquet(src: Path, dst: Path, nested: list[str]) -> None:
+def _jsonl_to_parquet(src: Path, dst: Path, nested: list[str], keys: set[str]) -> None:
     """Nested and mixed-type values become JSON text (listed in the file's metadata, decoded
     on read), so free-form fields such as `meta` round-trip exactly instead of being widened to
-    structs or cast to one type."""
+    structs or cast to one type. A record without some of the file's columns lists them in
+    `ABSENT_COLUMN`, so a key set to null and a key not there read back as they were."""
     import duckdb
 
     encoded = src.with_suffix(".enc.jsonl")
@@ -311,6 +322,8 @@ def _jsonl_to_parquet(src: Path, dst: Path, nested: list[str]) -> None:
             for k in nested:
                 if rec.get(k) is not None:
                     rec[k] = orjson.dumps(rec[k]).decode()
+            missing = keys.difference(rec)
+            rec[ABSENT_COLUMN] = orjson.dumps(sorted(missing)).decode() if missing else None
             fout.write(dumps(rec))
     con = duckdb.connect()
     try:
@@ -318,7 +331,7 @@ def _jsonl_to_parquet(src: Path, dst: Path, nested: list[str]) -> None:
         con.execute(
             "COPY (SELECT * FROM read_json(?, format='newline_delimited', sample_size=-1)) "
             f"TO '{_sql_str(dst)}' "
-            f"(FORMAT parquet, KV_METADATA {{'{PARQUET_JSON_KEY}': '{meta}'}})",
+            f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {{'{PARQUET_JSON_KEY}': '{meta}'}})",
             [str(encoded)],
         )
     finally:

@@ -52,7 +52,10 @@ OPTIONS: dict[str, Option] = {
         {}, "Map a column to a record field", list, metavar="TARGET=COLUMN", mapping_ok=True
     ),
     "format": Option(
-        "jsonl", "Format of the stored artifact", choices=("jsonl", "jsonl.gz", "parquet")
+        None,
+        "Format of the stored artifact",
+        choices=("jsonl", "jsonl.gz", "parquet"),
+        shown_default="parquet, or $RLCTL_STORE_FORMAT",
     ),
 }
 DEFAULTS = defaults(OPTIONS)

@@ -82,7 +82,7 @@ def emit(
     *,
     name: str,
     output: str | None = None,
-    fmt: str = "jsonl",
+    fmt: str | None = None,
     stdout: bool = True,
 ) -> int:
     """Store the records as an artifact, and stream them to stdout when piped (or `-o -`).

@@ -547,7 +547,7 @@ def _kind_select(con: duckdb.DuckDBPyConnection, k: Kind, files: list[tuple[str,
         src = f"read_parquet({_sql_list(parquet)}, union_by_name=true, filename=true)"
         present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
         exprs = [
-            (f"CAST({c} AS {t}) AS {c}" if c in present else f"CAST(NULL AS {t}) AS {c}")
+            (f'CAST("{c}" AS {t}) AS "{c}"' if c in present else f'CAST(NULL AS {t}) AS "{c}"')
             for c, t in cols.items()
         ]
         parts.append(f"SELECT {', '.join(exprs)}, filename AS artifact FROM {src}")

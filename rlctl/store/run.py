@@ -59,6 +59,22 @@ _ENV_RECORDED = (
     "CUDA_VISIBLE_DEVICES",
 )
 _SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+# Artifacts are columnar at rest (Parquet, zstd): SQL reads the columns it needs, and the files
+# are a fraction of JSONL's size. Pipes and `-o x.jsonl` still carry JSONL. A writer streams
+# JSONL to a hidden file and converts it when the artifact is complete.
+STORE_FORMAT_ENV = "RLCTL_STORE_FORMAT"
+STORE_FORMATS = ("parquet", "jsonl", "jsonl.gz")
+
+
+def store_format() -> str:
+    """The format stored artifacts are written in: Parquet, unless $RLCTL_STORE_FORMAT says
+    jsonl (files to grep) or jsonl.gz."""
+    from rlctl.errors import BadInput
+
+    fmt = os.environ.get(STORE_FORMAT_ENV) or "parquet"
+    if fmt not in STORE_FORMATS:
+        raise BadInput(f"{STORE_FORMAT_ENV}={fmt}: use one of {', '.join(STORE_FORMATS)}")
+    return fmt
 
 
 class ParentSource(Protocol):
@@ -106,7 +122,8 @@ def git_state(cwd: Path | None = None) -> dict[str, Any] | None:
 class Artifact(RecordWriter):
     """A record file inside the run's artifact folder, registered in run.json when closed."""
 
-    def __init__(self, run: Run, name: str, kind: str, fmt: str = "jsonl") -> None:
+    def __init__(self, run: Run, name: str, kind: str, fmt: str | None = None) -> None:
+        fmt = fmt or store_format()
         self.run = run
         self.name = name
         self.kind = kind
@@ -257,7 +274,8 @@ class Run:
         self.add_input(where, run_id if run_id != self.run_id else None, via, fp)
 
     # -- what the run writes -------------------------------------------------------------
-    def artifact(self, name: str, kind: str, fmt: str = "jsonl") -> Artifact:
+    def artifact(self, name: str, kind: str, fmt: str | None = None) -> Artifact:
+        """A record artifact, in the store's format (`store_format`) unless `fmt` says."""
         return Artifact(self, name, kind, fmt)
 
     def _register_artifact(self, art: Artifact, final: Path, complete: bool) -> None:
