@@ -9,40 +9,47 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rlctl.errors import BadInput
 
 
-class _Loader(yaml.SafeLoader):
+@functools.cache
+def _loader() -> type:
     """YAML 1.2 floats: PyYAML follows YAML 1.1, where `1e-5` (no dot) is a *string*, and a
-    learning rate written the way everyone writes it would reach TRL as text."""
+    learning rate written the way everyone writes it would reach TRL as text. Built on first
+    use: commands that read no YAML (`rlctl sql`) do not import PyYAML."""
+    import yaml
 
+    class Loader(yaml.SafeLoader):
+        pass
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(
+            r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+            |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+            |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+            |[-+]?\.(?:inf|Inf|INF)
+            |\.(?:nan|NaN|NAN))$""",
+            re.X,
+        ),
+        list("-+0123456789."),
+    )
+    return Loader
 
 
 MAX_VALUES = 100_000  # scalars and containers a config may expand to
 
 
 def _yaml(text: str) -> Any:
-    data = yaml.load(text, Loader=_Loader)
+    import yaml
+
+    data = yaml.load(text, Loader=_loader())
     _bounded(data)
     return data
 
@@ -75,6 +82,8 @@ def load_file(path: str | Path) -> dict[str, Any]:
         raise BadInput(f"{p}: config file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise BadInput(f"{p}: cannot read config ({e})") from e
+    import yaml
+
     try:
         data = _yaml(text)
     except yaml.YAMLError as e:
@@ -91,6 +100,8 @@ def load_file(path: str | Path) -> dict[str, Any]:
 
 def parse_sets(items: Iterable[str]) -> dict[str, Any]:
     """`a.b=3` -> {"a": {"b": 3}}; values are parsed as YAML scalars (`true`, `1e-5`, `[1,2]`)."""
+    import yaml
+
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:

@@ -23,7 +23,6 @@ import re
 import shutil
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +46,21 @@ def lock_id(lock: dict[str, Any]) -> str:
 
 
 def _import_paths() -> list[str]:
-    return [p for p in sys.path if p and Path(p).is_dir()]
+    """The readable folders on the import path (a folder this user cannot read is skipped, as
+    Python's own import system skips it)."""
+    out = []
+    for p in sys.path:
+        try:
+            if p and Path(p).is_dir():
+                out.append(p)
+        except OSError:
+            continue
+    return out
 
 
 def _scan(paths: list[str]) -> dict[str, Any]:
+    from importlib import metadata
+
     packages: dict[str, str] = {}
     editable: dict[str, str] = {}
     for dist in metadata.distributions(path=paths):
@@ -136,7 +146,12 @@ def environment_lock() -> dict[str, Any]:
         return orjson.loads(cached.read_bytes())
     except (OSError, orjson.JSONDecodeError):
         pass
-    lock = _scan(paths)
+    try:
+        lock = _scan(paths)
+    except OSError as e:  # an unreadable dist-info: the lock says so, the run goes on
+        log.warning("environment lock incomplete: %s", e)
+        lock = {"python": platform.python_version(), "packages": {}, "error": str(e)}
+        return lock
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(cached, orjson.dumps(lock))

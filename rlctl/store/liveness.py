@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 HEARTBEAT_S = 30.0
 STALE_ENV = "RLCTL_STALE_AFTER"
 
@@ -28,6 +26,8 @@ def hostname() -> str:
 
 
 def process_started(pid: int) -> float | None:
+    import psutil
+
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:
@@ -39,6 +39,8 @@ def death_reason(run: dict[str, Any], run_dir: Path) -> str | None:
     if run.get("status") != "running":
         return None
     if run.get("host") == hostname():
+        import psutil  # here: `rlctl sql` over ended runs never needs it
+
         pid = run.get("pid")
         if not isinstance(pid, int):
             return "run.json has no pid"
