@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -40,6 +41,15 @@ QUESTIONS = [
 AVG = "`select model, avg(reward) from judged group by 1`"
 
 
+WORDS = sorted({w for q in QUESTIONS for w in q["question"].split()})
+
+
+def completion(i: int) -> str:
+    """A sampled completion: different for every record, as real samples are."""
+    rng = random.Random(i)
+    return " ".join(rng.choices(WORDS, k=25 + i % 30)) + f"\n#### {rng.randrange(1000)}"
+
+
 def judged(i: int, run_id: str) -> dict:
     q = QUESTIONS[i % len(QUESTIONS)]
     return {
@@ -47,7 +57,7 @@ def judged(i: int, run_id: str) -> dict:
         "messages": [{"role": "user", "content": q["question"]}],
         "reference": q["answer"].rsplit("#### ", 1)[1],
         "source": "gsm8k",
-        "completion": q["answer"][: 80 + i % 120],
+        "completion": completion(i),
         "sample": i % 8,
         "model": f"model-{i % 4}",
         "backend": "vllm",

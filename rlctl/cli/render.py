@@ -6,11 +6,12 @@ import csv
 import sys
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from rlctl.store import QueryResult
+if TYPE_CHECKING:
+    from rlctl.store import QueryResult
 
 
 def _plain(value: Any, sql_type: str) -> Any:

@@ -25,9 +25,8 @@ import orjson
 
 from rlctl.errors import RlctlError
 from rlctl.records.schema import KINDS, Kind
-from rlctl.store.layout import Store, atomic_write_json
+from rlctl.store.layout import Store, atomic_write_json, utc_now
 from rlctl.store.liveness import death_reason
-from rlctl.store.run import utc_now
 
 if TYPE_CHECKING:
     import duckdb

@@ -42,6 +42,12 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, orjson.dumps(obj, option=orjson.OPT_INDENT_2, default=str) + b"\n")
 
 
+def utc_now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
 def new_run_id(command: str) -> str:
     """Sortable by start time, readable in `ls`, unique across hosts without coordination."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())

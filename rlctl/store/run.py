@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Protocol
@@ -27,7 +26,7 @@ from rlctl import __version__
 from rlctl.errors import RunInterrupted
 from rlctl.records.io import RecordWriter
 from rlctl.store.environment import environment_lock, normalize, record_environment
-from rlctl.store.layout import Store, atomic_write_json, new_run_id
+from rlctl.store.layout import Store, atomic_write_json, new_run_id, utc_now
 from rlctl.store.liveness import HEARTBEAT_S, hostname, process_started
 from rlctl.store.redact import redact_argv, redact_text, redact_value
 
@@ -81,10 +80,6 @@ class ParentSource(Protocol):
     """Anything that learns parent run ids while it is consumed (a RecordReader)."""
 
     parent_run_ids: set[str]
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def package_versions(lock: dict[str, Any] | None = None) -> dict[str, str]:
