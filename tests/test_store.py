@@ -678,3 +678,40 @@ def test_a_query_never_reopens_runs_that_ended_before_the_last_sync(store: Path)
     assert rows == [("edited by gc",)] and files == ["run.json"]
     view = index.query("SELECT sql FROM duckdb_views() WHERE view_name = 'metrics'").rows
     assert "metrics.jsonl" not in view[0][0]
+
+
+def test_an_older_jsonl_store_reads_and_compacts_to_parquet(
+    rlctl: Runner, store: Path, tmp_path: Path
+) -> None:
+    """A store written with JSONL artifacts (an older rlctl, or RLCTL_STORE_FORMAT=jsonl) is
+    queried as it is; `store compact` rewrites its artifacts as Parquet, record for record:
+    every query gives the same answers, the reader's input names the new file, the JSONL is
+    gone, and a rebuild from the files agrees."""
+    old = {"RLCTL_STORE_FORMAT": "jsonl"}
+    rollouts = tmp_path / "r.jsonl"
+    rollouts.write_bytes(b"".join(
+        orjson.dumps({"id": f"q{i}", "prompt": "2+2?", "reference": "4",
+                      "completion": f"#### {i}", **({"meta": {"k": i}} if i % 2 else {})}) + b"\n"
+        for i in range(6)
+    ))  # fmt: skip
+    for args in (("judge", "-i", str(rollouts), "--judge", "math"),
+                 ("data", "pull", "hh-rlhf", "--sample", "--limit", "3"),
+                 ("data", "validate", "--kind", "pair", "-i", "latest:data-pull")):  # fmt: skip
+        r = rlctl(*args, extra_env=old)
+        assert r.returncode == 0, r.stderr.decode()
+    assert len(list(store.glob("artifacts/*/*.jsonl"))) == 2
+    queries = [*QUERIES, "SELECT id, reward, verdict, completion FROM judged ORDER BY id",
+               "SELECT * EXCLUDE (artifact) FROM pairs ORDER BY id"]  # fmt: skip
+    index = Index(Store(store))
+    before = [index.query(q).rows for q in queries[4:]]
+    r = rlctl("store", "compact")
+    assert r.returncode == 0 and "2 artifacts" in r.stderr.decode(), r.stderr.decode()
+    assert not list(store.glob("artifacts/*/*.jsonl"))
+    assert len(list(store.glob("artifacts/*/*.parquet"))) == 2
+    assert [index.query(q).rows for q in queries[4:]] == before
+    inputs = index.query("SELECT input FROM lineage WHERE via = 'artifact'").rows
+    assert inputs and all(i[0].endswith(".parquet") and Path(i[0]).exists() for i in inputs)
+    index.rebuild()
+    assert [index.query(q).rows for q in queries[4:]] == before
+    again = rlctl("store", "compact")
+    assert "0 artifacts" in again.stderr.decode()

@@ -1,4 +1,4 @@
-"""`rlctl store path|rebuild`."""
+"""`rlctl store path|gc|compact|rebuild`."""
 
 from __future__ import annotations
 
@@ -50,6 +50,25 @@ def gc_cmd(ctx: click.Context, failed: bool, dry_run: bool) -> None:
     verb = "would free" if dry_run else "freed"
     kept = f", {len(report.kept)} failed or interrupted runs kept" if report.kept else ""
     sys.stderr.write(f"{len(report.removed)} paths, {verb} {report.bytes / 2**20:.1f} MiB{kept}\n")
+
+
+@store.command(
+    "compact",
+    epilog="\b\nExamples:\n  rlctl store compact --dry-run\n  rlctl store compact && du -sh .rlctl",
+)
+@click.option("--dry-run", is_flag=True, help="Only list the files that would be converted.")
+@click.pass_context
+def compact_cmd(ctx: click.Context, dry_run: bool) -> None:
+    """Rewrite the JSONL artifacts of ended runs as Parquet (zstd), the format new artifacts
+    are stored in: record for record, run.json and the readers' inputs updated."""
+    from rlctl.store.compact import compact
+
+    report = compact(get_store(ctx), dry_run=dry_run)
+    for old, new in report.converted:
+        sys.stderr.write(f"{'would convert' if dry_run else 'converted'} {old} -> {new.name}\n")
+    mib = report.bytes_before / 2**20
+    after = "" if dry_run else f" -> {report.bytes_after / 2**20:.1f} MiB"
+    sys.stderr.write(f"{len(report.converted)} artifacts, {mib:.1f} MiB{after}\n")
 
 
 @store.command(

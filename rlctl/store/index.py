@@ -539,7 +539,7 @@ def _kind_select(con: duckdb.DuckDBPyConnection, k: Kind, files: list[tuple[str,
     parts = []
     if jsonl:
         parts.append(
-            f"SELECT *, filename AS artifact FROM read_json({_sql_list(jsonl)}, "
+            f"SELECT * EXCLUDE (filename), filename AS artifact FROM read_json({_sql_list(jsonl)}, "
             f"columns={_struct(cols)}, format='newline_delimited', filename=true)"
         )
     if parquet:
