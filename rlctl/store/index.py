@@ -263,21 +263,26 @@ class Index:
         return [*shown, *_ENV_TABLES, "metrics", *(k.table for k in KINDS.values())]
 
     # -- sync ------------------------------------------------------------------------------
-    def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS index_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
-        )
-        meta = dict(con.execute("SELECT key, value FROM index_meta").fetchall())
+    def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> bool:
+        """The tables, created when the index is new, of another schema version or of a store
+        that moved; returns whether the views exist (they are made after the first sync)."""
+        try:
+            meta = dict(con.execute("SELECT key, value FROM index_meta").fetchall())
+        except duckdb_catalog_error():
+            con.execute("CREATE TABLE index_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+            meta = {}
         expected = {"schema_version": str(SCHEMA_VERSION), "root": str(self.store.root)}
-        if meta != expected:
-            # A new rlctl or a store moved to another path (copied off a cluster): start over.
-            for name in [*_TABLES, *_ENV_TABLES]:
-                con.execute(f"DROP TABLE IF EXISTS {name}")
-            con.execute("DELETE FROM index_meta")
-            con.executemany("INSERT INTO index_meta VALUES (?, ?)", list(expected.items()))
+        if {k: meta.get(k) for k in expected} == expected:
+            return meta.get("views") == "1"
+        # New, a new rlctl, or a store moved to another path (copied off a cluster): start over.
+        for name in [*_TABLES, *_ENV_TABLES]:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+        con.execute("DELETE FROM index_meta")
+        con.executemany("INSERT INTO index_meta VALUES (?, ?)", list(expected.items()))
         for name, cols in {**_TABLES, **_ENV_TABLES}.items():
             body = ", ".join(f"{c} {t}" for c, t in cols.items())
-            con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({body})")
+            con.execute(f"CREATE TABLE {name} ({body})")
+        return False
 
     def sync(self, con: duckdb.DuckDBPyConnection) -> None:
         """Read only what changed since the last sync: new run folders (a directory listing,
@@ -285,7 +290,7 @@ class Index:
         names (a run that ended, an ended run that gc or Slurm rewrote). A run that ended
         before the last sync is never opened again; its metrics were copied into the index
         when it ended."""
-        self._ensure_schema(con)
+        has_views = self._ensure_schema(con)
         known = {
             rid: (status, mtime, size)
             for rid, status, mtime, size in con.execute(
@@ -340,7 +345,7 @@ class Index:
             if fresh:  # a new consumer or a new producer of a model: match them up
                 _link_models_by_content(con)
             running = con.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()
-            if fresh or gone or running[0] or not self._has_views(con):
+            if fresh or gone or running[0] or not has_views:
                 self._create_views(con)
             con.execute("COMMIT")
         except BaseException:
@@ -361,11 +366,6 @@ class Index:
         if files:
             select = _files_select(files, _METRICS_COLUMNS)
             con.execute(f"INSERT INTO metrics_ended SELECT * FROM ({select})")
-
-    @staticmethod
-    def _has_views(con: duckdb.DuckDBPyConnection) -> bool:
-        views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
-        return "metrics" in views
 
     def _mark_interrupted(self, run: dict[str, Any], reason: str) -> dict[str, Any]:
         """Files are the truth, so the verdict goes into run.json, not just the index."""
@@ -462,6 +462,13 @@ class Index:
         for k in KINDS.values():
             mine = [(fmt, p) for kind, fmt, p in files if kind == k.name and Path(p).exists()]
             con.execute(f"CREATE OR REPLACE VIEW {k.table} AS {_kind_select(con, k, mine)}")
+        con.execute("INSERT OR REPLACE INTO index_meta VALUES ('views', '1')")
+
+
+def duckdb_catalog_error() -> type[Exception]:
+    import duckdb
+
+    return duckdb.CatalogException
 
 
 def _link_models_by_content(con: duckdb.DuckDBPyConnection) -> None:
