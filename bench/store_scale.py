@@ -39,6 +39,12 @@ QUESTIONS = [
 
 
 AVG = "`select model, avg(reward) from judged group by 1`"
+BEFORE = (
+    "Before the Parquet layout and the change journal (same machine, JSONL artifacts, every "
+    "run.json and metrics file read by every query): avg(reward) by model over 1M judged "
+    "records 1.06 s; `count(*) from runs` 0.40 s at 1 run and 0.57 s at 5,001 runs; "
+    "`count(*) from prompts` 1.42 s at 5,001 runs."
+)
 
 
 WORDS = sorted({w for q in QUESTIONS for w in q["question"].split()})
@@ -323,6 +329,8 @@ def main() -> None:
         *rows,
         "",
         *[f"- {n}" for n in notes],
+        "",
+        BEFORE,
         "",
         "![SQL time against store size](store_scale.png)",
     ]
