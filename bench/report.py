@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -68,6 +69,7 @@ def publish(name: str, lines: list[str]) -> None:
     names += sorted(p.stem for p in SECTIONS.glob("*.md") if p.stem not in ORDER)
     for n in names:
         body = (SECTIONS / f"{n}.md").read_text().replace("\n# ", "\n## ")
+        body = re.sub(r"\]\((\w+\.png)\)", r"](bench/\1)", body)  # images sit beside the sections
         parts.append(body.replace("# ", "## ", 1) if body.startswith("# ") else body)
     (ROOT / "docs" / "benchmarks.md").write_text("\n".join(parts))
 
