@@ -54,6 +54,18 @@ def test_parquet_keeps_a_null_apart_from_an_absent_key(tmp_path: Path) -> None:
     assert list(RecordReader([path])) == JUDGED_NULLS
 
 
+@pytest.mark.parametrize("suffix", ["jsonl", "parquet"])
+def test_a_writer_killed_midway_leaves_only_hidden_tmp_files(tmp_path: Path, suffix: str) -> None:
+    """What a kill -9 leaves behind is hidden and ends in .tmp, the names `store gc` removes
+    (a Parquet artifact streams JSONL first: that file too)."""
+    w = RecordWriter(tmp_path / f"p.{suffix}")
+    w.write(PROMPTS[0])
+    w.flush()
+    left = [p.name for p in tmp_path.iterdir()]
+    assert left and all(n.startswith(".") and n.endswith(".tmp") for n in left), left
+    w.close()
+
+
 def test_a_failed_writer_leaves_only_a_partial_file(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     with pytest.raises(RuntimeError), RecordWriter(path) as w:

@@ -245,7 +245,10 @@ class RecordWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         parquet = self.format == "parquet"
-        self._jsonl_tmp = self._tmp.with_suffix(".jsonl") if parquet else self._tmp
+        # streamed as JSONL, converted at close; every hidden name ends in .tmp (store gc)
+        self._jsonl_tmp = (
+            self._tmp.with_name(self._tmp.name + ".jsonl.tmp") if parquet else self._tmp
+        )
         sink = self._jsonl_tmp if parquet or not self.in_place else self.path
         raw = open(sink, "wb")  # noqa: SIM115 (closed in close())
         self._f: IO[bytes] = (
@@ -315,7 +318,7 @@ def _jsonl_to_parquet(src: Path, dst: Path, nested: list[str], keys: set[str]) -
     `ABSENT_COLUMN`, so a key set to null and a key not there read back as they were."""
     import duckdb
 
-    encoded = src.with_suffix(".enc.jsonl")
+    encoded = src.with_name(src.name + ".enc.tmp")
     with open(src, "rb") as fin, open(encoded, "wb") as fout:
         for line in fin:
             rec = orjson.loads(line)
