@@ -83,3 +83,29 @@ def test_an_ordered_mix_reaches_the_trainer_in_its_order(
     seen = stored(store / samples["path"])
     by_step = [rec["id"] for rec in sorted(seen, key=lambda x: x["step"])][::2]
     assert by_step == order
+
+
+def test_a_mix_replays_from_its_record(rlctl: Runner, store: Path) -> None:
+    """`runs show --replay` prints the mix with its sources as arguments, a `latest:` source
+    pinned to the run it read; run again, it gives the same records (whose `meta.mix.source`
+    names the source as given: the pinned reference instead of `latest:`)."""
+    assert rlctl("data", "pull", "gsm8k", "--sample", "--limit", "10").returncode == 0
+    first = rlctl("data", "mix", "latest:prompts=0.5", "mbpp=0.5", "--sample", "--total", "12",
+                  "--seed", "4")  # fmt: skip
+    assert first.returncode == 0, first.stderr.decode()
+    rid = first.stderr.decode().rsplit("(run ", 1)[1].split(")")[0]
+    line = rlctl("runs", "show", rid, "--replay").stdout.decode().strip()
+    assert line.startswith("rlctl data mix 20") and ":prompts=0.5 mbpp=0.5" in line, line
+    assert (
+        rlctl("data", "pull", "gsm8k", "--sample", "--limit", "3").returncode == 0
+    )  # a newer latest
+    again = rlctl(shell=line.replace("rlctl", "$RLCTL", 1))
+    assert again.returncode == 0, again.stderr.decode()
+
+    def same(recs: list[dict]) -> list[dict]:
+        for x in recs:
+            x.pop("run_id")
+            x["meta"]["mix"]["source"] = x["meta"]["mix"]["source"].split(":")[-1]
+        return recs
+
+    assert same(jsonl(again.stdout)) == same(jsonl(first.stdout))

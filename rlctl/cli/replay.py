@@ -20,6 +20,7 @@ from rlctl.store.diff import flatten
 # the stage option tables whose defaults a run's config is compared with
 DEFAULTS_OF = {
     "data pull": "rlctl.stages.pull:DEFAULTS",
+    "data mix": "rlctl.stages.mix:DEFAULTS",
     "rollout": "rlctl.stages.rollout:DEFAULTS",
     "judge": "rlctl.stages.judge:DEFAULTS",
     "compare-logprobs": "rlctl.stages.compare_logprobs:DEFAULTS",
@@ -47,6 +48,12 @@ def replay_line(store: Store, run: dict[str, Any]) -> str:
             if str(config.get(key) or "").startswith("latest:"):
                 config[key] = next(stored, config[key])
         refs = []
+    if words == ["data", "mix"]:  # its sources are its arguments, a `latest:` one pinned
+        stored = iter(r for flag, r in zip(refs[::2], refs[1::2], strict=True) if flag == "-i")
+        for spec in config.pop("sources", None) or []:
+            name, _, weight = str(spec).rpartition("=")
+            out.append(f"{next(stored, name) if name.startswith('latest:') else name}={weight}")
+        refs = []
     out += refs
     given, base = flatten({k: v for k, v in config.items() if k in defaults}), flatten(defaults)
     for key, value in given.items():
@@ -70,7 +77,9 @@ def _positionals(words: list[str], argv: list[str]) -> list[str]:
     return [
         str(ctx.params[p.name])
         for p in command.params
-        if isinstance(p, click.Argument) and ctx.params.get(p.name) is not None
+        if isinstance(p, click.Argument)
+        and p.nargs == 1  # a variadic argument (data mix's sources) is in the config
+        and ctx.params.get(p.name) is not None
     ]
 
 
