@@ -44,6 +44,25 @@ JUDGED_NULLS = [
 ]
 
 
+def test_parquet_stores_values_as_written_not_as_guessed(tmp_path: Path) -> None:
+    """A column of date-like strings stays strings (type inference would make it DATE and
+    the record would fail its own check), digits in a string stay a string, and an empty
+    artifact is an empty, readable file."""
+    recs = [
+        {"id": "a", "prompt": "When?", "reference": "2024-01-01", "source": "00123"},
+        {"id": "b", "prompt": "When?", "reference": "2024-02-03", "source": "007"},
+    ]
+    path = tmp_path / "p.parquet"
+    with RecordWriter(path) as w:
+        w.write_all(recs)
+    assert list(RecordReader([path], "prompt")) == recs
+    empty = tmp_path / "e.parquet"
+    RecordWriter(empty).close()
+    import duckdb
+
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{empty}')").fetchall() == [(0,)]
+
+
 def test_parquet_keeps_a_null_apart_from_an_absent_key(tmp_path: Path) -> None:
     """The store keeps artifacts as Parquet, where every row has every column: a judge's
     `reward: null` (no verdict) must read back as null, and a key a record did not have must

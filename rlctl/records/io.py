@@ -290,7 +290,10 @@ class RecordWriter:
             self._raw.close()
         if ok and self.format == "parquet":
             as_json = sorted(k for k, ts in self._types.items() if len(ts) > 1 or ts & {dict, list})
-            _jsonl_to_parquet(self._jsonl_tmp, self._tmp, as_json, self._keys)
+            columns = {k: _SQL_TYPES.get(next(iter(self._types.get(k) or {str})), "VARCHAR")
+                       for k in sorted(self._keys)}  # fmt: skip
+            columns.update(dict.fromkeys(as_json, "VARCHAR"))  # JSON text
+            _jsonl_to_parquet(self._jsonl_tmp, self._tmp, as_json, self._keys, columns)
             self._jsonl_tmp.unlink()
         if self.in_place:
             if ok and self.format == "parquet":
@@ -311,7 +314,14 @@ class RecordWriter:
         self.close(ok=exc_type is None)
 
 
-def _jsonl_to_parquet(src: Path, dst: Path, nested: list[str], keys: set[str]) -> None:
+# Parquet column types from the Python types a writer saw: given, never inferred (DuckDB would
+# read a column of date-like strings as DATE, and the records would come back changed)
+_SQL_TYPES = {str: "VARCHAR", bool: "BOOLEAN", int: "BIGINT", float: "DOUBLE"}
+
+
+def _jsonl_to_parquet(
+    src: Path, dst: Path, nested: list[str], keys: set[str], columns: dict[str, str]
+) -> None:
     """Nested and mixed-type values become JSON text (listed in the file's metadata, decoded
     on read), so free-form fields such as `meta` round-trip exactly instead of being widened to
     structs or cast to one type. A record without some of the file's columns lists them in
@@ -328,11 +338,18 @@ def _jsonl_to_parquet(src: Path, dst: Path, nested: list[str], keys: set[str]) -
             missing = keys.difference(rec)
             rec[ABSENT_COLUMN] = orjson.dumps(sorted(missing)).decode() if missing else None
             fout.write(dumps(rec))
+    struct = (
+        "{"
+        + ", ".join(
+            f"'{_sql_quote(k)}': '{t}'" for k, t in {**columns, ABSENT_COLUMN: "VARCHAR"}.items()
+        )
+        + "}"
+    )
     con = duckdb.connect()
     try:
         meta = orjson.dumps(nested).decode().replace("'", "''")
         con.execute(
-            "COPY (SELECT * FROM read_json(?, format='newline_delimited', sample_size=-1)) "
+            f"COPY (SELECT * FROM read_json(?, format='newline_delimited', columns={struct})) "
             f"TO '{_sql_str(dst)}' "
             f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {{'{PARQUET_JSON_KEY}': '{meta}'}})",
             [str(encoded)],
@@ -340,6 +357,10 @@ def _jsonl_to_parquet(src: Path, dst: Path, nested: list[str], keys: set[str]) -
     finally:
         con.close()
         encoded.unlink()
+
+
+def _sql_quote(text: str) -> str:
+    return text.replace("'", "''")
 
 
 def _sql_str(p: Path) -> str:
