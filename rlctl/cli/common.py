@@ -10,16 +10,12 @@ import click
 from click.core import ParameterSource
 
 from rlctl import config as cfg
+from rlctl.cli.context import get_store as get_store  # every command imports it from here
 from rlctl.options import Option, check_all
-from rlctl.store import Store
+from rlctl.store.layout import Store
 
 log = logging.getLogger("rlctl")
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def get_store(ctx: click.Context) -> Store:
-    root = ctx.find_root().obj or {}
-    return Store.open(root.get("store"))
 
 
 def config_options(f: F) -> F:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rlctl.cli.common import get_store
+from rlctl.cli.context import get_store
 
 EPILOG = """\b
 Tables: runs, artifacts, lineage, metrics; one view per record kind over all stored artifacts:
