@@ -715,3 +715,30 @@ def test_an_older_jsonl_store_reads_and_compacts_to_parquet(
     assert [index.query(q).rows for q in queries[4:]] == before
     again = rlctl("store", "compact")
     assert "0 artifacts" in again.stderr.decode()
+
+
+def test_a_run_that_ends_while_the_index_looks_is_not_marked_interrupted(
+    store: Path, monkeypatch
+) -> None:
+    """The index reads a run.json that says `running`, then finds the process gone: the
+    process may have written `ok` and exited in between. The verdict must come from the
+    file as it is after the process is gone, never overwrite a finished run."""
+    import rlctl.store.index as index_module
+
+    s = Store(store)
+    with Run(s, "pull") as run:
+        pass
+    path = store / "runs" / run.run_id / "run.json"
+    finished = orjson.loads(path.read_bytes())
+    path.write_bytes(orjson.dumps({**finished, "status": "running", "ended_at": None}))
+
+    def ends_then_dies(seen: dict, run_dir: Path) -> str | None:
+        if seen.get("status") != "running":
+            return None
+        path.write_bytes(orjson.dumps(finished))  # its last write, just before it exits
+        return "process 1 is gone (killed?)"
+
+    monkeypatch.setattr(index_module, "death_reason", ends_then_dies)
+    rows = Index(s).query("SELECT status FROM runs").rows
+    assert rows == [("ok",)]
+    assert orjson.loads(path.read_bytes())["status"] == "ok"

@@ -326,8 +326,14 @@ class Index:
             assert run is not None
             reason = death_reason(run, self.store.run_dir(rid))
             if reason:
-                run = self._mark_interrupted(run, reason)
-                st = path.stat()
+                # the process may have written its end and exited since the read above:
+                # now that it is gone, the file says how it ended, or that it never did
+                now = self.store.read_run(rid)
+                if now is not None and now.get("status") != "running":
+                    run, st = now, path.stat()
+                else:
+                    run = self._mark_interrupted(run, reason)
+                    st = path.stat()
             elif unchanged:
                 continue
             fresh.append((run, st))
@@ -345,8 +351,10 @@ class Index:
             if fresh:  # a new consumer or a new producer of a model: match them up
                 _link_models_by_content(con)
             running = con.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()
-            if fresh or gone or running[0] or not has_views:
+            if fresh or gone or not has_views:
                 self._create_views(con)
+            elif running[0]:  # a running run's metrics file may be new; its artifacts are not
+                self._create_metrics_view(con)  # complete, so the record views stand
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -445,10 +453,8 @@ class Index:
         _insert_columns(con, "environments", _ENVIRONMENTS_COLUMNS, envs)
         _insert_columns(con, "packages", _PACKAGES_COLUMNS, packages)
 
-    def _create_views(self, con: duckdb.DuckDBPyConnection) -> None:
-        """The metrics view (ended runs' copied metrics plus the running runs' files) and one
-        view per record kind over its complete artifacts; rebuilt only when a sync found
-        something new, gone or running."""
+    def _create_metrics_view(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Ended runs' metrics (copied into the index) plus the running runs' files."""
         running = [
             str(p)
             for (rid,) in con.execute("SELECT run_id FROM runs WHERE status = 'running'").fetchall()
@@ -456,6 +462,12 @@ class Index:
         ]
         live = f" UNION ALL {_files_select(running, _METRICS_COLUMNS)}" if running else ""
         con.execute(f"CREATE OR REPLACE VIEW metrics AS SELECT * FROM metrics_ended{live}")
+
+    def _create_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        """The metrics view and one view per record kind over its complete artifacts; made
+        only when a sync found something new or gone (record views read every file's
+        footer to be made)."""
+        self._create_metrics_view(con)
         files = con.execute(
             "SELECT kind, format, path FROM artifacts WHERE complete ORDER BY path"
         ).fetchall()
