@@ -73,7 +73,7 @@ def run_task(ctx: click.Context, task: str, output: str | None, **_: object) -> 
 
     conf = resolve_config(ctx, DEFAULTS, OPTIONS)
     store = get_store(ctx)
-    if dry_run(ctx, store, conf, DEFAULTS, lambda _: eval_dry_run(store, conf, task=task)):
+    if dry_run(ctx, store, conf, DEFAULTS, lambda run: eval_dry_run(store, run, conf, task=task)):
         return
     scores = eval_task(store, conf, task, output)
     _print_scores(conf, scores)
@@ -105,9 +105,12 @@ def suite(ctx: click.Context, file: str, output: str | None, **_: object) -> Non
 
     conf = resolve_config(ctx, DEFAULTS, OPTIONS)
     store = get_store(ctx)
-    if dry_run(ctx, store, conf, DEFAULTS, lambda _: eval_dry_run(store, conf, suite=Path(file))):
+    suite_file = Path(file)
+    if dry_run(
+        ctx, store, conf, DEFAULTS, lambda run: eval_dry_run(store, run, conf, suite=suite_file)
+    ):
         return
-    scores = eval_suite(store, conf, Path(file), output)
+    scores = eval_suite(store, conf, suite_file, output)
     _print_scores(conf, scores, suite=True)
 
 

@@ -41,13 +41,16 @@ def eval_task(
 
 
 def eval_dry_run(
-    store: Store, conf: dict[str, Any], task: str | None = None, suite: Path | None = None
+    store: Store,
+    run: Run,
+    conf: dict[str, Any],
+    task: str | None = None,
+    suite: Path | None = None,
 ) -> list[tuple[str, str]]:
-    """`--dry-run`: the task(s) found, the model or endpoint checked, the offline data read
-    and converted as the run would (into a temporary folder); nothing loads, nothing is
-    recorded. Returns the findings."""
+    """`--dry-run` through `run` (a `DryRun`): the task(s) found, the model or endpoint
+    checked, the offline data read and converted as the run would (into the dry run's
+    temporary folder); nothing loads, nothing is recorded. Returns the findings."""
     from rlctl.stages import dry_run
-    from rlctl.store.run import DryRun
 
     if suite is not None:
         _, _, endpoint, manager, prepared = _prepare_suite(store, conf, suite)
@@ -55,12 +58,11 @@ def eval_dry_run(
         endpoint, manager = setup(store, conf)
         prepared = [(conf, *_prepare(store, manager, conf, str(task)))]
     found = [dry_run.generator(conf, endpoint)]
-    with DryRun(store, "eval", config=conf) as run:
-        for i, (task_conf, info, offline) in enumerate(prepared):
-            _, data, _ = _task_and_data(store, run, info, task_conf, offline, manager, f"t{i}")
-            shots = task_conf["shots"]
-            shots = "the task's default" if shots is None else shots
-            found.append((f"task {info.name}", f"{data.describe()}; shots: {shots}"))
+    for i, (task_conf, info, offline) in enumerate(prepared):
+        _, data, _ = _task_and_data(store, run, info, task_conf, offline, manager, f"t{i}")
+        shots = task_conf["shots"]
+        shots = "the task's default" if shots is None else shots
+        found.append((f"task {info.name}", f"{data.describe()}; shots: {shots}"))
     return found
 
 

@@ -39,7 +39,10 @@ def compact(store: Store, dry_run: bool = False) -> CompactReport:
         for a in run.get("artifacts") or []:
             old = store.root / a["path"]
             convert = a.get("complete") and a.get("kind") in KINDS
-            if not convert or a.get("format") not in ("jsonl", "jsonl.gz") or not old.is_file():
+            if not convert or a.get("format") not in ("jsonl", "jsonl.gz"):
+                continue
+            if not old.is_file():
+                log.warning("run %s: artifact %s is gone; left as it is", run["run_id"], old)
                 continue
             new = old.with_name(old.name.removesuffix(".gz").removesuffix(".jsonl") + ".parquet")
             report.bytes_before += old.stat().st_size

@@ -117,6 +117,7 @@ def make_trainer_class() -> type:
             rewards = (per_func * weights).nansum(dim=1)
             unscorable = torch.isnan(per_func).all(dim=1)
             grouped = rewards.view(-1, k).clone()
+            self._metrics[mode]["maxent/unscorable"].append(float(unscorable.sum().item()))
             if unscorable.any():  # no verdict: the group's worst reward, never a free 0
                 low = grouped.masked_fill(unscorable.view(-1, k), math.inf).amin(dim=1)
                 grouped = torch.where(unscorable.view(-1, k), low.unsqueeze(1), grouped)
