@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,15 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(os.environ.get("RLCTL_SHARED_DATA", ROOT.parent / "shared" / "data"))
 _SCRIPT = Path(sys.executable).with_name("rlctl")
-COLD_RLCTL = str(_SCRIPT) if _SCRIPT.exists() else f"{sys.executable} -m rlctl"
-# Commands run through a warm fork server (tests/forkserver.py: libraries imported once per
-# worker, a real forked process per command); RLCTL_TEST_COLD=1 runs the installed executable.
-WARM = os.environ.get("RLCTL_TEST_COLD") != "1"
-RLCTL = f"{sys.executable} {Path(__file__).parent / 'rlctl_client.py'}" if WARM else COLD_RLCTL
-if WARM:
-    os.environ["RLCTL_FORKSERVER"] = f"/tmp/rlctl-forkserver-{os.getpid()}.sock"
-    # the server imported what this path holds; a test that changes it runs cold
-    os.environ["RLCTL_FORKSERVER_PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
+RLCTL = str(_SCRIPT) if _SCRIPT.exists() else f"{sys.executable} -m rlctl"
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
@@ -48,34 +39,6 @@ def stored(path: str | Path) -> list[dict]:
     from rlctl.records import RecordReader
 
     return list(RecordReader([str(path)]))
-
-
-@pytest.fixture(scope="session", autouse=True)
-def forkserver(tmp_path_factory: pytest.TempPathFactory):
-    """One warm server per test process; the client falls back to the cold executable while
-    none listens, so no test depends on it."""
-    if not WARM:
-        yield None
-        return
-    path = Path(os.environ["RLCTL_FORKSERVER"])
-    path.unlink(missing_ok=True)
-    log = tmp_path_factory.mktemp("forkserver") / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).parent / "forkserver.py"), str(path)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
-    for _ in range(200):
-        if path.exists() or proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    yield proc
-    proc.terminate()
-    proc.wait(timeout=30)
-    path.unlink(missing_ok=True)
 
 
 @pytest.fixture
