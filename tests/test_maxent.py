@@ -145,3 +145,27 @@ def test_a_maxent_run_records_its_metrics(rlctl: Runner, sql, tiny_model: Path) 
     )
     assert bad.returncode == 2, bad.stderr.decode()[-2000:]
     assert "multiple of trainer.num_generations (4)" in bad.stderr.decode()
+
+
+def test_unscorable_completions_are_counted_each_step(
+    rlctl: Runner, sql, tiny_model: Path, tmp_path: Path
+) -> None:
+    """A judge with no verdict (None) for a whole prompt's completions: the listwise targets
+    cannot treat None as a free 0, so each step counts them in `maxent/unscorable` (here 2 of
+    4 per step: the GARBLE prompt's group, which the test chat server never rates)."""
+    from tests.chat_server import ChatServer
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "Say GARBLE"}\n{"id": "b", "prompt": "Say hi"}\n')
+    with ChatServer() as server:
+        r = rlctl(
+            "train", "grpo", "--model", str(tiny_model), "-i", str(prompts), "--reward", "llm",
+            "--objective", "maxent-listwise", "--max-steps", "2",
+            "--set", "trainer.num_generations=2", "--set", "trainer.per_device_train_batch_size=4",
+            "--set", "trainer.max_completion_length=4",
+            "--set", "judge.llm.model=judge", "--set", f"judge.llm.base_url={server.url}",
+            timeout=300,
+        )  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    rows = sql("SELECT step, value FROM metrics WHERE name = 'maxent/unscorable' ORDER BY step")
+    assert [x["value"] for x in rows] == [2.0, 2.0], rows

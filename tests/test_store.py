@@ -717,6 +717,23 @@ def test_an_older_jsonl_store_reads_and_compacts_to_parquet(
     assert "0 artifacts" in again.stderr.decode()
 
 
+def test_compact_counts_an_artifact_file_that_is_gone(rlctl: Runner, store: Path) -> None:
+    """A listed JSONL artifact whose file was deleted by hand is left as listed, and the
+    summary line counts it (a warning alone scrolls away in a long compact)."""
+    old = {"RLCTL_STORE_FORMAT": "jsonl"}
+    for n in ("2", "3"):
+        r = rlctl("data", "pull", "hh-rlhf", "--sample", "--limit", n, extra_env=old)
+        assert r.returncode == 0, r.stderr.decode()
+    gone, kept = sorted(store.glob("artifacts/*/*.jsonl"))
+    gone.unlink()
+    r = rlctl("store", "compact")
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert "1 artifacts" in err and "1 listed file missing" in err, err
+    assert str(gone) in err
+    assert not kept.exists() and len(list(store.glob("artifacts/*/*.parquet"))) == 1
+
+
 def test_a_run_that_ends_while_the_index_looks_is_not_marked_interrupted(
     store: Path, monkeypatch
 ) -> None:

@@ -68,7 +68,9 @@ def compact_cmd(ctx: click.Context, dry_run: bool) -> None:
         sys.stderr.write(f"{'would convert' if dry_run else 'converted'} {old} -> {new.name}\n")
     mib = report.bytes_before / 2**20
     after = "" if dry_run else f" -> {report.bytes_after / 2**20:.1f} MiB"
-    sys.stderr.write(f"{len(report.converted)} artifacts, {mib:.1f} MiB{after}\n")
+    n = len(report.missing)
+    gone = f"; {n} listed file{'s' * (n > 1)} missing (left as listed)" if n else ""
+    sys.stderr.write(f"{len(report.converted)} artifacts, {mib:.1f} MiB{after}{gone}\n")
 
 
 @store.command(

@@ -25,6 +25,7 @@ log = logging.getLogger("rlctl")
 @dataclass
 class CompactReport:
     converted: list[tuple[Path, Path]] = field(default_factory=list)
+    missing: list[Path] = field(default_factory=list)  # listed by a run.json, file gone
     bytes_before: int = 0
     bytes_after: int = 0
 
@@ -43,6 +44,7 @@ def compact(store: Store, dry_run: bool = False) -> CompactReport:
                 continue
             if not old.is_file():
                 log.warning("run %s: artifact %s is gone; left as it is", run["run_id"], old)
+                report.missing.append(old)
                 continue
             new = old.with_name(old.name.removesuffix(".gz").removesuffix(".jsonl") + ".parquet")
             report.bytes_before += old.stat().st_size
