@@ -1,10 +1,21 @@
-"""Shared fixtures: a fresh store per test and the real `rlctl` executable in a subprocess."""
+"""Shared fixtures: a fresh store per test and the real `rlctl` command.
+
+A pipeline (`shell=`) always runs real processes. A single heavy command (train, eval,
+rollout, compare-logprobs) runs the same entry point (`rlctl.cli.run`) in the test process,
+with its own argv, environment, working directory and stdio, so torch, transformers, TRL and
+lm-eval are imported once per pytest worker instead of once per command (about 8 s of CPU
+each on the 2-core CI machine; docs/testing.md). RLCTL_TEST_SUBPROCESS=1 runs every command
+as a process.
+"""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +29,56 @@ _SCRIPT = Path(sys.executable).with_name("rlctl")
 RLCTL = str(_SCRIPT) if _SCRIPT.exists() else f"{sys.executable} -m rlctl"
 
 Runner = Callable[..., subprocess.CompletedProcess]
+
+# Commands whose process start is dominated by importing torch and friends.
+HEAVY = frozenset({"train", "eval", "rollout", "compare-logprobs"})
+IN_PROCESS = os.environ.get("RLCTL_TEST_SUBPROCESS") != "1"
+
+
+class _Captured(io.BytesIO):
+    """What a command wrote; its text wrapper closing (when dropped) does not lose it."""
+
+    def close(self) -> None:
+        pass
+
+
+def run_in_process(
+    args: list[str], input: bytes | None, env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess:
+    """`rlctl ARGS` through the console entry point, as its process would see it: argv, a
+    replaced environment and cwd, stdin from `input`, stdout and stderr captured as bytes;
+    all restored afterwards, with the `rlctl` logger and the warnings filters the command
+    set up. Python warnings are collected by pytest, as any test's are."""
+    from rlctl.cli import run
+
+    saved = (dict(os.environ), Path.cwd(), sys.argv, sys.stdin, sys.stdout, sys.stderr)
+    logger = logging.getLogger("rlctl")
+    saved_logger = (logger.handlers, logger.level, logger.propagate)
+    out, err = _Captured(), _Captured()
+    code: int
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(cwd)
+        sys.argv = ["rlctl", *args]
+        sys.stdin = io.TextIOWrapper(io.BytesIO(input or b""), encoding="utf-8")
+        sys.stdout = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
+        sys.stderr = io.TextIOWrapper(err, encoding="utf-8", write_through=True)
+        with warnings.catch_warnings():
+            try:
+                run(list(args))
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        env_before, cwd_before, sys.argv, sys.stdin, sys.stdout, sys.stderr = saved
+        logger.handlers, logger.level, logger.propagate = saved_logger
+        os.chdir(cwd_before)
+        os.environ.clear()
+        os.environ.update(env_before)
+    return subprocess.CompletedProcess(["rlctl", *args], code, out.getvalue(), err.getvalue())
 
 
 def shared(rel: str) -> Path:
@@ -66,6 +127,8 @@ def rlctl(env: dict[str, str], tmp_path: Path) -> Runner:
         timeout: float = 120,
     ) -> subprocess.CompletedProcess:
         e = {**env, "RLCTL": RLCTL, **(extra_env or {})}
+        if IN_PROCESS and not shell and not extra_env and args and args[0] in HEAVY:
+            return run_in_process(list(args), input, e, tmp_path)
         cmd: str | list[str] = shell if shell else [*RLCTL.split(), *args]
         return subprocess.run(
             cmd,
