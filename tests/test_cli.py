@@ -170,3 +170,25 @@ def test_unknown_config_key_says_did_you_mean(rlctl: Runner, tmp_path: Path) -> 
     assert "did you mean 'limit'" in r.stderr.decode()
     r = rlctl("data", "pull", "gsm8k", "--sample", "--set", "sed=1")
     assert r.returncode == 2 and "did you mean 'seed'" in r.stderr.decode()
+
+
+def test_a_command_run_inside_another_program_leaves_its_streams_as_they_were(
+    rlctl: Runner, env: dict[str, str], tmp_path: Path, tiny_model: Path
+) -> None:
+    """`train` points fd 1 at stderr while transformers prints (records keep stdout); run
+    through the entry point inside a program (a notebook, this test process), the next
+    command's records must still reach its own stdout, and fd 1 must be the one it was."""
+    import os
+
+    from tests.conftest import jsonl, run_in_process
+
+    data = rlctl("data", "pull", "gsm8k", "--sample", "--limit", "4").stdout
+    fd1 = os.fstat(1)
+    train = ["train", "sft", "--model", str(tiny_model), "--target", "meta.solution"]
+    r = run_in_process([*train, "--max-steps", "1"], data, env, tmp_path)
+    assert r.returncode == 0, r.stderr.decode()
+    assert (os.fstat(1).st_dev, os.fstat(1).st_ino) == (fd1.st_dev, fd1.st_ino)
+    gen = ["rollout", "--model", str(tiny_model), "--limit", "2", "--max-tokens", "4"]
+    r = run_in_process(gen, data, env, tmp_path)
+    assert r.returncode == 0, r.stderr.decode()
+    assert [rec["id"] for rec in jsonl(r.stdout)] == [rec["id"] for rec in jsonl(data)[:2]]

@@ -5,6 +5,7 @@ pipe. No click here: a notebook or script records a run exactly as the CLI does
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Iterable, Iterator
@@ -51,20 +52,48 @@ def open_inputs(
 
 
 _records_out: list[Any] = []
+_restore: list[Any] = []
 
 
 def guard_stdout() -> None:
     """Keep stdout for records only, even when a library (vLLM, and the engine processes it
     starts) prints there: fd 1 is pointed at stderr, which child processes inherit, and
-    records go to a private duplicate of the original stdout."""
+    records go to a private duplicate of the original stdout. Where stdout is not fd 1 (a
+    notebook, a test calling the entry point), records go to it and Python-level prints to
+    stderr. `release_stdout` undoes it."""
     import os
 
     if _records_out:
         return
     sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    _records_out.append(os.fdopen(saved, "wb"))
+    try:
+        on_fd1 = sys.stdout.fileno() == 1
+    except (OSError, ValueError):
+        on_fd1 = False
+    if on_fd1:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+        _records_out.append(os.fdopen(saved, "wb"))
+        _restore.append(lambda: os.dup2(saved, 1))
+    else:
+        stdout = sys.stdout
+        _records_out.append(stdout.buffer)
+        sys.stdout = sys.stderr
+        _restore.append(lambda: setattr(sys, "stdout", stdout))
+
+
+def release_stdout() -> None:
+    """Give stdout back as `guard_stdout` found it (the console entry point does, on the way
+    out, so a command run inside another program leaves its streams as they were)."""
+    if not _records_out:
+        return
+    records, restore = _records_out.pop(), _restore.pop()
+    with contextlib.suppress(OSError, ValueError):  # a closed pipe: the command said so
+        records.flush()
+    restore()
+    if records is not sys.stdout.buffer:
+        with contextlib.suppress(OSError, ValueError):
+            records.close()
 
 
 def _records_stream() -> Any:
