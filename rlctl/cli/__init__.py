@@ -164,6 +164,6 @@ def run(argv: list[str] | None = None) -> None:
         hint = "" if _state["debug"] else " (run with --debug for the traceback)"
         code = _fail(f"{type(e).__name__}: {e}{hint}", 1)
     streams = sys.modules.get("rlctl.stages.streams")
-    if streams is not None and code != PIPE_CLOSED:  # a closed pipe stays on /dev/null
+    if streams is not None:
         streams.release_stdout()
     sys.exit(code)

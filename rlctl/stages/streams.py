@@ -5,7 +5,6 @@ pipe. No click here: a notebook or script records a run exactly as the CLI does
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 from collections.abc import Iterable, Iterator
@@ -52,15 +51,16 @@ def open_inputs(
 
 
 _records_out: list[Any] = []
-_restore: list[Any] = []
+_swapped_stdout: list[Any] = []
 
 
 def guard_stdout() -> None:
     """Keep stdout for records only, even when a library (vLLM, and the engine processes it
-    starts) prints there: fd 1 is pointed at stderr, which child processes inherit, and
-    records go to a private duplicate of the original stdout. Where stdout is not fd 1 (a
-    notebook, a test calling the entry point), records go to it and Python-level prints to
-    stderr. `release_stdout` undoes it."""
+    starts) prints there: fd 1 is pointed at stderr for the rest of the process (child
+    processes and exit handlers print after the command returns), and records go to a
+    private duplicate of the original stdout. Where stdout is not fd 1 (a notebook, a test
+    calling the entry point), records go to that stream and Python-level prints to stderr
+    until `release_stdout`."""
     import os
 
     if _records_out:
@@ -74,26 +74,19 @@ def guard_stdout() -> None:
         saved = os.dup(1)
         os.dup2(2, 1)
         _records_out.append(os.fdopen(saved, "wb"))
-        _restore.append(lambda: os.dup2(saved, 1))
     else:
-        stdout = sys.stdout
-        _records_out.append(stdout.buffer)
+        _swapped_stdout.append(sys.stdout)
+        _records_out.append(sys.stdout.buffer)
         sys.stdout = sys.stderr
-        _restore.append(lambda: setattr(sys, "stdout", stdout))
 
 
 def release_stdout() -> None:
-    """Give stdout back as `guard_stdout` found it (the console entry point does, on the way
-    out, so a command run inside another program leaves its streams as they were)."""
-    if not _records_out:
-        return
-    records, restore = _records_out.pop(), _restore.pop()
-    with contextlib.suppress(OSError, ValueError):  # a closed pipe: the command said so
-        records.flush()
-    restore()
-    if records is not sys.stdout.buffer:
-        with contextlib.suppress(OSError, ValueError):
-            records.close()
+    """Give a program that ran a command through the entry point its own stdout back (the
+    swap `guard_stdout` makes where stdout is not fd 1); without it, the program's next
+    prints, and the next command's records, would go where this command's went."""
+    if _swapped_stdout:
+        sys.stdout = _swapped_stdout.pop()
+        _records_out.clear()
 
 
 def _records_stream() -> Any:
