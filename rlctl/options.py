@@ -115,6 +115,14 @@ def precision(who: str, default: str) -> dict[str, Option]:
     }
 
 
+# The in-process vLLM engine, for every command that can start one (rollout, eval).
+VLLM_ENGINE = {
+    "max_model_len": Option(None, "vllm: context length to allocate", int, min=1),
+    "enforce_eager": Option(
+        False, "vllm: no torch.compile or CUDA graphs (starts faster, generates slower)", bool
+    ),
+}
+
 ENDPOINT = {
     "base_url": Option(None, "openai: server URL, e.g. http://127.0.0.1:8000/v1"),
     "endpoint": Option(None, "openai: a 'serve vllm' run of this store: 'latest' or a run id"),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlctl.errors import BadInput, RlctlError
-from rlctl.options import ENDPOINT, Option, defaults, precision
+from rlctl.options import ENDPOINT, VLLM_ENGINE, Option, defaults, precision
 from rlctl.stages.eval_tasks import ID_COLUMN, REFERENCE_COLUMN, EvalData
 from rlctl.stages.sources.gsm8k import final_answer
 
@@ -57,7 +57,7 @@ OPTIONS: dict[str, Option] = {
     **precision("hf/vllm", "auto"),
     **ENDPOINT,
     "concurrency": Option(8, "openai: requests in flight", int, min=1),
-    "max_model_len": Option(None, "vllm: context length to allocate", int, min=1),
+    **VLLM_ENGINE,
     "allow_code_eval": Option(
         False,
         "Let code tasks (mbpp, humaneval) run model-written code to score it (in rlctl's sandbox)",
@@ -134,6 +134,8 @@ def make_lm(conf: dict[str, Any]) -> Any:
             extra["hf_overrides"] = fp32_head_overrides()
         if conf["max_model_len"]:
             extra["max_model_len"] = conf["max_model_len"]
+        if conf["enforce_eager"]:
+            extra["enforce_eager"] = True
         return VLLM(
             pretrained=conf["model"],
             dtype=conf["dtype"],

@@ -10,7 +10,7 @@ from typing import Any
 
 from rlctl.backends.generation import BACKENDS, Backend, Prompt, Sampling
 from rlctl.errors import BadInput
-from rlctl.options import ENDPOINT, Option, defaults, precision
+from rlctl.options import ENDPOINT, VLLM_ENGINE, Option, defaults, precision
 from rlctl.store import Run, Store
 
 OPTIONS: dict[str, Option] = {
@@ -42,7 +42,7 @@ OPTIONS: dict[str, Option] = {
     **ENDPOINT,
     "api": Option("chat", "openai: which API", choices=("chat", "completions")),
     "concurrency": Option(16, "openai: requests in flight", int, min=1),
-    "max_model_len": Option(None, "vllm: context length to allocate", int, min=1),
+    **VLLM_ENGINE,
 }
 DEFAULTS = defaults(OPTIONS)
 

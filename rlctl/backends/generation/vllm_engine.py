@@ -32,6 +32,7 @@ class VLLMBackend:
             seed=options.get("seed"),
             fp32_lm_head=bool(options.get("fp32_lm_head")),
             max_model_len=options.get("max_model_len"),
+            enforce_eager=bool(options.get("enforce_eager")),
         )
 
     def __init__(
@@ -41,6 +42,7 @@ class VLLMBackend:
         seed: int | None = None,
         fp32_lm_head: bool = False,
         max_model_len: int | None = None,
+        enforce_eager: bool = False,
     ) -> None:
         try:
             from vllm import LLM
@@ -57,6 +59,8 @@ class VLLMBackend:
         }
         if max_model_len:
             kwargs["max_model_len"] = max_model_len
+        if enforce_eager:
+            kwargs["enforce_eager"] = True
         if fp32_lm_head:
             kwargs["hf_overrides"] = fp32_head_overrides()
         try:
