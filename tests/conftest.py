@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import shlex
 import subprocess
 import sys
 import warnings
@@ -142,6 +143,20 @@ def rlctl(env: dict[str, str], tmp_path: Path) -> Runner:
         )
 
     return run
+
+
+def stages(rlctl: Runner, *commands: str) -> subprocess.CompletedProcess:
+    """`$RLCTL A | $RLCTL B`, for a test about B rather than the pipe: each stage runs to
+    completion (all but the last must succeed) and hands its stdout to the next, so a heavy
+    last stage runs in the worker. B sees what the pipe would give it: the same records,
+    carrying A's run id, so its lineage and its upstream check are the same."""
+    data: bytes | None = None
+    for i, command in enumerate(commands):
+        r = rlctl(*shlex.split(command), input=data)
+        if i < len(commands) - 1:
+            assert r.returncode == 0, r.stderr.decode()
+        data = r.stdout
+    return r
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from rlctl.train.maxent import entropy, listwise_loss, listwise_q, target_weights
-from tests.conftest import Runner
+from tests.conftest import Runner, stages
 from tests.fixtures.maxent_grpo import reference
 
 
@@ -119,14 +119,15 @@ def test_a_maxent_run_records_its_metrics(rlctl: Runner, sql, tiny_model: Path) 
     """A real GRPO run with the listwise objective: τ, the target entropy (below log K when the
     rewards differ) and the weight entropy are in the store's metrics; a micro-batch that
     cannot hold whole prompt groups is one line, before training."""
+    pull = "data pull gsm8k --sample --limit 12"
     args = (
-        f"$RLCTL data pull gsm8k --sample --limit 12 | $RLCTL train grpo --model {tiny_model} "
+        f"train grpo --model {tiny_model} "
         "--reward format --set judge.format.regex=\"'[0-9]'\" --set judge.format.search=true "
         "--objective maxent-listwise --maxent-tau 0.5 --maxent-q-temperature 0.5 "
         "--init-kl-coef 0.05 --max-steps 3 --set trainer.num_generations=4 "
         "--set trainer.max_completion_length=8 --set trainer.temperature=1.5"
     )
-    r = rlctl(shell=args + " --set trainer.per_device_train_batch_size=8", timeout=300)
+    r = stages(rlctl, pull, args + " --set trainer.per_device_train_batch_size=8")
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     rows = sql(
         "SELECT name, min(value) AS lo, max(value) AS hi, count(*) AS n FROM metrics "
@@ -138,10 +139,12 @@ def test_a_maxent_run_records_its_metrics(rlctl: Runner, sql, tiny_model: Path) 
     assert got["maxent/target_entropy"]["lo"] < math.log(4) - 1e-3  # the rewards differed
     assert got["maxent/weight_entropy"]["hi"] <= math.log(4) + 1e-6
     assert "kl" in got
-    bad = rlctl(
-        shell=args + " --set trainer.per_device_train_batch_size=2"
-        " --set trainer.gradient_accumulation_steps=2",
-        timeout=300,
+    bad = stages(
+        rlctl,
+        pull,
+        args
+        + " --set trainer.per_device_train_batch_size=2"
+        + " --set trainer.gradient_accumulation_steps=2",
     )
     assert bad.returncode == 2, bad.stderr.decode()[-2000:]
     assert "multiple of trainer.num_generations (4)" in bad.stderr.decode()

@@ -10,7 +10,7 @@ import pytest
 from rlctl.config import resolve
 from rlctl.stages.train import DEFAULTS
 from rlctl.train.config import trl_config
-from tests.conftest import ROOT, Runner
+from tests.conftest import ROOT, Runner, stages
 
 TRAINERS = ("sft", "dpo", "beta-dpo", "grpo")  # configs/ also holds accelerate, slurm, baselines
 RECIPES = sorted(p for p in (ROOT / "configs").glob("*/*.yaml") if p.parent.name in TRAINERS)
@@ -36,8 +36,10 @@ def test_recipe_resolves_against_trl(recipe: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_tiny_grpo_recipe_runs(rlctl: Runner, sql, tiny_model: Path, tmp_path: Path) -> None:
     (tmp_path / "tiny").symlink_to(tiny_model)
-    r = rlctl(
-        shell=f"$RLCTL data pull gsm8k --sample --limit 16 | $RLCTL train grpo -c {ROOT}/configs/grpo/gsm8k-tiny.yaml --max-steps 2"
+    r = stages(
+        rlctl,
+        "data pull gsm8k --sample --limit 16",
+        f"train grpo -c {ROOT}/configs/grpo/gsm8k-tiny.yaml --max-steps 2",
     )
     assert r.returncode == 0, r.stderr
     assert sql("SELECT count(DISTINCT step) AS n FROM train_samples") == [{"n": 2}]

@@ -16,7 +16,7 @@ import pytest
 
 from rlctl.errors import RunInterrupted
 from rlctl.store import Index, Run, Store
-from tests.conftest import RLCTL, Runner, jsonl
+from tests.conftest import RLCTL, Runner, jsonl, stages
 
 PROMPT = {"id": "p", "messages": [{"role": "user", "content": "q"}]}
 QUERIES = [
@@ -445,9 +445,11 @@ def test_lineage_walks_from_an_eval_score_to_the_pull(
 
     from tests.conftest import ROOT
 
-    r = rlctl(
-        shell=f"$RLCTL data pull gsm8k --sample --limit 4 | $RLCTL train sft --model {tiny_model} "
-        "--target meta.solution --max-steps 1 --set trainer.max_length=1024"
+    r = stages(
+        rlctl,
+        "data pull gsm8k --sample --limit 4",
+        f"train sft --model {tiny_model} --target meta.solution --max-steps 1 "
+        "--set trainer.max_length=1024",
     )
     assert r.returncode == 0, r.stderr
     (ckpt,) = sql("SELECT a.run_id, a.path, a.fingerprint FROM artifacts a WHERE a.kind = 'model'")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Runner, jsonl
+from tests.conftest import Runner, jsonl, stages
 
 pytestmark = pytest.mark.slow
 
@@ -20,8 +21,8 @@ def _checkpoint(sql, command: str) -> Path:
 
 
 def _generates(rlctl: Runner, checkpoint: Path) -> None:
-    r = rlctl(
-        shell=f"$RLCTL data pull gsm8k --sample --limit 2 | $RLCTL rollout --model {checkpoint} --max-tokens 8"
+    r = stages(
+        rlctl, "data pull gsm8k --sample --limit 2", f"rollout --model {checkpoint} --max-tokens 8"
     )
     assert r.returncode == 0, r.stderr
     assert len(jsonl(r.stdout)) == 2
@@ -54,8 +55,10 @@ def test_synthetic_preference_loop_as_one_pipe(rlctl: Runner, sql, tiny_model: P
 
 
 def test_sft_on_gsm8k_solutions(rlctl: Runner, sql, tiny_model: Path) -> None:
-    r = rlctl(
-        shell=f"$RLCTL data pull gsm8k --sample --limit 8 | $RLCTL train sft --model {tiny_model} --target meta.solution --max-steps 2"
+    r = stages(
+        rlctl,
+        "data pull gsm8k --sample --limit 8",
+        f"train sft --model {tiny_model} --target meta.solution --max-steps 2",
     )
     assert r.returncode == 0, r.stderr
     assert sql("SELECT count(*) AS n FROM metrics WHERE name = 'loss'") == [{"n": 2}]
@@ -64,8 +67,10 @@ def test_sft_on_gsm8k_solutions(rlctl: Runner, sql, tiny_model: Path) -> None:
 
 def test_beta_dpo_writes_margin_logs(rlctl: Runner, sql, tiny_model: Path) -> None:
     """The margin log names each pair, carries the step its metrics carry, and is a view."""
-    r = rlctl(
-        shell=f"$RLCTL data pull hh-rlhf --sample --limit 8 | $RLCTL train beta-dpo --model {tiny_model} --max-steps 2 --rho 0.5 --set trainer.per_device_train_batch_size=4 --set trainer.max_length=1024"
+    r = stages(
+        rlctl,
+        "data pull hh-rlhf --sample --limit 8",
+        f"train beta-dpo --model {tiny_model} --max-steps 2 --rho 0.5 --set trainer.per_device_train_batch_size=4 --set trainer.max_length=1024",
     )
     assert r.returncode == 0, r.stderr
     names = {x["name"] for x in sql("SELECT DISTINCT name FROM metrics")}
@@ -105,23 +110,23 @@ def test_beta_dpo_writes_margin_logs(rlctl: Runner, sql, tiny_model: Path) -> No
 def test_bad_input_fails_before_any_model_is_loaded(rlctl: Runner, cmd: str, msg: str) -> None:
     """The model path does not exist: an error about it would mean it was loaded first."""
     src = "hh-rlhf" if "dpo" in cmd else "gsm8k"
-    r = rlctl(shell=f"$RLCTL data pull {src} --sample --limit 2 | $RLCTL {cmd}")
+    r = stages(rlctl, f"data pull {src} --sample --limit 2", f"{cmd}")
     assert r.returncode == 2, r.stderr
     errors = [x for x in r.stderr.decode().splitlines() if x.startswith("rlctl: error:")]
     assert len(errors) == 1 and msg in errors[0], r.stderr
 
 
 def test_dpo_refuses_prompt_records(rlctl: Runner, tiny_model: Path) -> None:
-    r = rlctl(
-        shell=f"$RLCTL data pull gsm8k --sample --limit 2 | $RLCTL train dpo --model {tiny_model}"
-    )
+    r = stages(rlctl, "data pull gsm8k --sample --limit 2", f"train dpo --model {tiny_model}")
     assert r.returncode == 2 and "field 'chosen': missing" in r.stderr.decode()
 
 
 @pytest.mark.parametrize("head", [[], ["--fp32-lm-head"]])
 def test_grpo_with_judge_rewards(rlctl: Runner, sql, tiny_model: Path, head: list[str]) -> None:
-    r = rlctl(
-        shell=f"$RLCTL data pull gsm8k --sample --limit 8 | $RLCTL train grpo --model {tiny_model} --reward math --reward format=0.1 --max-steps 2 --set trainer.max_completion_length=16 {' '.join(head)}"
+    r = stages(
+        rlctl,
+        "data pull gsm8k --sample --limit 8",
+        f"train grpo --model {tiny_model} --reward math --reward format=0.1 --max-steps 2 --set trainer.max_completion_length=16 {' '.join(head)}",
     )
     assert r.returncode == 0, r.stderr
     names = {x["name"] for x in sql("SELECT DISTINCT name FROM metrics")}
@@ -147,8 +152,8 @@ def test_grpo_with_judge_rewards(rlctl: Runner, sql, tiny_model: Path, head: lis
 
 
 def test_grpo_unknown_reward_fails_before_the_model(rlctl: Runner) -> None:
-    r = rlctl(
-        shell="$RLCTL data pull gsm8k --sample --limit 2 | $RLCTL train grpo --model NOPE --reward mathh"
+    r = stages(
+        rlctl, "data pull gsm8k --sample --limit 2", "train grpo --model NOPE --reward mathh"
     )
     assert r.returncode == 2
     errors = [x for x in r.stderr.decode().splitlines() if x.startswith("rlctl: error:")]
@@ -164,9 +169,9 @@ def test_resume_continues_exactly_where_it_stopped(
     (tmp_path / "p.jsonl").write_bytes(
         rlctl("data", "pull", "gsm8k", "--sample", "--limit", "16").stdout
     )
-    base = f"$RLCTL train grpo -i p.jsonl --model {tiny_model} {GRPO_SMALL}"
+    base = f"train grpo -i p.jsonl --model {tiny_model} {GRPO_SMALL}"
     for extra in ("--max-steps 4", "--max-steps 2", "--max-steps 4 --resume latest"):
-        r = rlctl(shell=f"{base} {extra}")
+        r = stages(rlctl, f"{base} {extra}")
         assert r.returncode == 0, r.stderr
     rows = sql(
         "SELECT r.started_at, m.step, m.value FROM metrics m JOIN runs r USING (run_id) WHERE m.name = 'entropy' ORDER BY r.started_at, m.step"
@@ -254,8 +259,10 @@ def test_adaptive_kl_controller_moves_beta_by_the_rule(
     rlctl: Runner, sql, tiny_model: Path
 ) -> None:
     """KL far above a tiny target: each step β grows by exactly (1 + 0.2 · n / horizon)."""
-    r = rlctl(
-        shell=f"$RLCTL data pull gsm8k --sample --limit 16 | $RLCTL train grpo --model {tiny_model} --max-steps 3 --set trainer.max_completion_length=8 --set trainer.learning_rate=0.01 --init-kl-coef 0.05 --kl-target 1e-12 --kl-horizon 40"
+    r = stages(
+        rlctl,
+        "data pull gsm8k --sample --limit 16",
+        f"train grpo --model {tiny_model} --max-steps 3 --set trainer.max_completion_length=8 --set trainer.learning_rate=0.01 --init-kl-coef 0.05 --kl-target 1e-12 --kl-horizon 40",
     )
     assert r.returncode == 0, r.stderr
     coef = [
@@ -287,9 +294,10 @@ def test_adaptive_kl_controller_moves_beta_by_the_rule(
     ],
 )
 def test_vllm_modes_fail_before_the_model(rlctl: Runner, args: list[str], msg: str) -> None:
-    r = rlctl(
-        shell="$RLCTL data pull gsm8k --sample --limit 4 | $RLCTL train grpo --model ./missing "
-        + " ".join(args)
+    r = stages(
+        rlctl,
+        "data pull gsm8k --sample --limit 4",
+        "train grpo --model ./missing " + " ".join(args),
     )
     assert r.returncode == 2, r.stderr.decode()
     assert msg in r.stderr.decode().strip().splitlines()[-1]
@@ -301,9 +309,10 @@ def test_vllm_server_mode_on_a_cpu_fails_before_the_model(rlctl: Runner) -> None
 
     with socket.create_server(("127.0.0.1", 0)) as srv:
         url = f"http://127.0.0.1:{srv.getsockname()[1]}"
-        r = rlctl(
-            shell="$RLCTL data pull gsm8k --sample --limit 4 | $RLCTL train grpo "
-            f"--model ./missing --vllm-mode server --vllm-server-url {url}"
+        r = stages(
+            rlctl,
+            "data pull gsm8k --sample --limit 4",
+            f"train grpo --model ./missing --vllm-mode server --vllm-server-url {url}",
         )
     assert r.returncode == 2, r.stderr.decode()
     assert "--vllm-mode server needs a CUDA GPU" in r.stderr.decode().strip().splitlines()[-1]
@@ -408,13 +417,13 @@ def test_resumed_run_continues_the_beta_trajectory(
     (tmp_path / "in.jsonl").write_bytes(
         rlctl("data", "pull", source, "--sample", "--limit", "8").stdout
     )
-    base = f"$RLCTL train {kind} -i in.jsonl --model {tiny_model} --max-steps 4 --set trainer.save_steps=2 {args}"
-    assert (r := rlctl(shell=base)).returncode == 0, r.stderr
+    base = f"train {kind} -i in.jsonl --model {tiny_model} --max-steps 4 --set trainer.save_steps=2 {args}"
+    assert (r := stages(rlctl, base)).returncode == 0, r.stderr
     (whole,) = sql(f"SELECT run_id FROM runs WHERE command = 'train {kind}'")
     trainer_dir = store / "artifacts" / whole["run_id"] / "trainer"
     assert (trainer_dir / "checkpoint-2" / "rlctl_state.json").exists()
     shutil.rmtree(trainer_dir / "checkpoint-4")  # as if preempted after the step-2 save
-    assert (r := rlctl(shell=f"{base} --resume {whole['run_id']}")).returncode == 0, r.stderr
+    assert (r := stages(rlctl, f"{base} --resume {whole['run_id']}")).returncode == 0, r.stderr
     rows = sql(
         f"SELECT run_id, step, value FROM metrics WHERE name = '{metric}' ORDER BY run_id, step"
     )
@@ -432,14 +441,14 @@ def test_sft_counts_rows_trl_drops_and_stops_when_too_many(
     (tmp_path / "p.jsonl").write_bytes(
         rlctl("data", "pull", "gsm8k", "--sample", "--limit", "6").stdout
     )
-    sft = f"$RLCTL train sft -i p.jsonl --model {tiny_model} --target meta.solution --max-steps 1"
-    none = rlctl(shell=f"{sft} --set trainer.max_length=4")
+    sft = f"train sft -i p.jsonl --model {tiny_model} --target meta.solution --max-steps 1"
+    none = stages(rlctl, f"{sft} --set trainer.max_length=4")
     assert none.returncode == 2, none.stderr
     assert "all 6 rows were dropped" in none.stderr.decode() and b"Traceback" not in none.stderr
-    many = rlctl(shell=f"{sft} --set trainer.max_length=140")
+    many = stages(rlctl, f"{sft} --set trainer.max_length=140")
     err = many.stderr.decode()
     assert many.returncode == 2 and "would be dropped" in err and "--max-dropped" in err, err
-    ok = rlctl(shell=f"{sft} --set trainer.max_length=140 --max-dropped 1")
+    ok = stages(rlctl, f"{sft} --set trainer.max_length=140 --max-dropped 1")
     assert ok.returncode == 0, ok.stderr
     assert "rows dropped (the prompt alone fills trainer.max_length=140)" in ok.stderr.decode()
     (run,) = sql("SELECT run_id, run_dir FROM runs WHERE command = 'train sft' AND status = 'ok'")
@@ -546,18 +555,18 @@ def test_kill_during_a_checkpoint_save_resumes_from_the_last_complete_one(
         rlctl("data", "pull", "gsm8k", "--sample", "--limit", "4").stdout
     )
     base = (
-        f"$RLCTL train sft -i p.jsonl --model {tiny_model} --target meta.solution --max-steps 3 "
+        f"train sft -i p.jsonl --model {tiny_model} --target meta.solution --max-steps 3 "
         "--set trainer.save_steps=1 --set trainer.save_total_limit=5 --set trainer.max_length=1024"
     )
     hook = {"PYTHONPATH": str(tmp_path / "hook"), "RLCTL_TEST_KILL_DURING_SAVE": "2"}
-    killed = rlctl(shell=base, extra_env=hook)
+    killed = rlctl(*shlex.split(base), extra_env=hook)  # a process: it is killed
     assert killed.returncode in (-9, 128 + 9), killed.stderr  # SIGKILL
     (run,) = sql("SELECT run_id, status FROM runs WHERE command = 'train sft'")
     assert run["status"] == "interrupted"  # found dead at the next sync
     trainer_dir = Path(env["RLCTL_STORE"]) / "artifacts" / run["run_id"] / "trainer"
     torn = trainer_dir / "checkpoint-2"
     assert torn.is_dir() and not (torn / "trainer_state.json").exists()
-    resumed = rlctl(shell=f"{base} --resume {run['run_id']}")
+    resumed = stages(rlctl, f"{base} --resume {run['run_id']}")
     assert resumed.returncode == 0, resumed.stderr
     assert "checkpoint-2 is incomplete" in resumed.stderr.decode()
     (edge,) = sql("SELECT input FROM lineage WHERE via = 'resume'")
@@ -592,8 +601,10 @@ def test_grpo_llm_reward_reads_its_own_section_not_the_policy_model(
     from tests.chat_server import ChatServer
 
     with ChatServer() as server:
-        r = rlctl(
-            shell=f"$RLCTL data pull gsm8k --sample --limit 2 | $RLCTL train grpo --model {tiny_model} --reward llm --max-steps 1 --set trainer.max_completion_length=8 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2 --set judge.llm.model=JUDGE-J --set judge.llm.base_url={server.url}"
+        r = stages(
+            rlctl,
+            "data pull gsm8k --sample --limit 2",
+            f"train grpo --model {tiny_model} --reward llm --max-steps 1 --set trainer.max_completion_length=8 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2 --set judge.llm.model=JUDGE-J --set judge.llm.base_url={server.url}",
         )
         models = {req["model"] for req in server.requests}
     assert r.returncode == 0, r.stderr
@@ -606,8 +617,10 @@ def test_grpo_rm_reward_is_configured_in_its_section(
     from tests.tiny_models import tiny_reward_model
 
     rm = tiny_reward_model(tmp_path / "rm")
-    r = rlctl(
-        shell=f"$RLCTL data pull gsm8k --sample --limit 2 | $RLCTL train grpo --model {tiny_model} --reward rm --max-steps 1 --set trainer.max_completion_length=8 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2 --set judge.rm.model={rm}"
+    r = stages(
+        rlctl,
+        "data pull gsm8k --sample --limit 2",
+        f"train grpo --model {tiny_model} --reward rm --max-steps 1 --set trainer.max_completion_length=8 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2 --set judge.rm.model={rm}",
     )
     assert r.returncode == 0, r.stderr
     rewards = [s["rewards"]["rm"] for s in sql("SELECT rewards FROM train_samples")]
@@ -615,8 +628,10 @@ def test_grpo_rm_reward_is_configured_in_its_section(
     (cfg,) = sql("SELECT config FROM runs WHERE command = 'train grpo'")
     assert cfg["config"]["judge"]["rm"]["model"] == str(rm)  # the run records what it used
     # a TRL setting given at the top level is named where it belongs
-    bad = rlctl(
-        shell=f"$RLCTL data pull gsm8k --sample --limit 2 | $RLCTL train grpo --model {tiny_model} --set num_generations=8"
+    bad = stages(
+        rlctl,
+        "data pull gsm8k --sample --limit 2",
+        f"train grpo --model {tiny_model} --set num_generations=8",
     )
     assert bad.returncode == 2
     assert "did you mean 'trainer.num_generations'?" in bad.stderr.decode().splitlines()[-1]
@@ -626,14 +641,18 @@ def test_beta_dpo_refuses_a_loss_it_would_ignore(rlctl: Runner, tiny_model: Path
     """β-DPO computes its own sigmoid loss and adds TRL's SFT term when asked
     (`loss_type=[sigmoid, sft]`, tested equal to TRL's in test_beta_dpo.py); any other TRL loss
     used to be accepted and silently dropped. Refused before the model loads."""
-    r = rlctl(
-        shell=f"$RLCTL data pull hh-rlhf --sample --limit 2 2>/dev/null | $RLCTL train beta-dpo --model {tiny_model} --max-steps 1 --set 'trainer.loss_type=[ipo]'"
+    r = stages(
+        rlctl,
+        "data pull hh-rlhf --sample --limit 2",
+        f"train beta-dpo --model {tiny_model} --max-steps 1 --set 'trainer.loss_type=[ipo]'",
     )
     line = r.stderr.decode().strip().splitlines()[-1]
     assert r.returncode == 2 and "beta-dpo computes its own sigmoid loss" in line, line
     assert "[sigmoid, sft]" in line
-    r = rlctl(
-        shell=f"$RLCTL data pull hh-rlhf --sample --limit 2 2>/dev/null | $RLCTL train beta-dpo --model {tiny_model} --max-steps 1 --set 'trainer.loss_type=[sigmoid, sft]' --set 'trainer.loss_weights=[1.0]'"
+    r = stages(
+        rlctl,
+        "data pull hh-rlhf --sample --limit 2",
+        f"train beta-dpo --model {tiny_model} --max-steps 1 --set 'trainer.loss_type=[sigmoid, sft]' --set 'trainer.loss_weights=[1.0]'",
     )
     line = r.stderr.decode().strip().splitlines()[-1]
     assert r.returncode == 2 and "loss_weights" in line, line  # TRL's own check, one line
@@ -651,8 +670,10 @@ def test_held_out_set_is_evaluated_before_and_during_training(
         rlctl(shell=f"$RLCTL data pull hh-rlhf --sample --limit 3 -o {held} >/dev/null").returncode
         == 0
     )
-    r = rlctl(
-        shell=f"$RLCTL data pull hh-rlhf --sample --limit 4 | $RLCTL train dpo --model {tiny_model} --max-steps 2 --eval-input {held} --eval-every 1"
+    r = stages(
+        rlctl,
+        "data pull hh-rlhf --sample --limit 4",
+        f"train dpo --model {tiny_model} --max-steps 2 --eval-input {held} --eval-every 1",
     )
     assert r.returncode == 0, r.stderr
     steps = sql("SELECT step FROM metrics WHERE name = 'eval_rewards/accuracies' ORDER BY step")
@@ -668,8 +689,10 @@ def test_held_out_set_is_evaluated_before_and_during_training(
     prompts = tmp_path / "held-prompts.jsonl"
     pull = f"$RLCTL data pull synth:arith --split test --limit 2 -o {prompts} >/dev/null"
     assert rlctl(shell=pull).returncode == 0
-    r = rlctl(
-        shell=f"$RLCTL data pull gsm8k --sample --limit 4 | $RLCTL train grpo --model {tiny_model} --max-steps 2 --eval-input {prompts} --eval-every 1 --set trainer.max_completion_length=8 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2"
+    r = stages(
+        rlctl,
+        "data pull gsm8k --sample --limit 4",
+        f"train grpo --model {tiny_model} --max-steps 2 --eval-input {prompts} --eval-every 1 --set trainer.max_completion_length=8 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2",
     )
     assert r.returncode == 0, r.stderr
     steps = sql("SELECT step FROM metrics WHERE name = 'eval_reward' ORDER BY step")
@@ -677,8 +700,10 @@ def test_held_out_set_is_evaluated_before_and_during_training(
     samples = sql("SELECT step, id FROM train_samples ORDER BY step")
     assert [x["step"] for x in samples] == [1, 1, 2, 2]
     assert all(x["id"].startswith("gsm8k/") for x in samples), samples
-    bad = rlctl(
-        shell=f"$RLCTL data pull hh-rlhf --sample --limit 4 2>/dev/null | $RLCTL train dpo --model {tiny_model} --eval-input -"
+    bad = stages(
+        rlctl,
+        "data pull hh-rlhf --sample --limit 4",
+        f"train dpo --model {tiny_model} --eval-input -",
     )
     assert bad.returncode == 2
     assert "stdin carries the training records" in bad.stderr.decode().splitlines()[-1]
@@ -694,8 +719,10 @@ def test_system_prompt_and_chat_template_mean_what_they_mean_in_rollout(
     from transformers import AutoTokenizer
 
     system = "You add numbers. End with #### N."
-    r = rlctl(
-        shell=f"$RLCTL data pull synth:arith --limit 2 | $RLCTL train grpo --model {tiny_model} --max-steps 1 --set trainer.max_completion_length=4 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2 --system-prompt '{system}'"
+    r = stages(
+        rlctl,
+        "data pull synth:arith --limit 2",
+        f"train grpo --model {tiny_model} --max-steps 1 --set trainer.max_completion_length=4 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2 --system-prompt '{system}'",
     )
     assert r.returncode == 0, r.stderr
     samples = sql("SELECT prompt FROM train_samples")
@@ -708,8 +735,10 @@ def test_system_prompt_and_chat_template_mean_what_they_mean_in_rollout(
         assert f"<|im_start|>system\n{system}<|im_end|>" in rendered
     (cfg,) = sql("SELECT config FROM runs WHERE command = 'train grpo'")
     assert cfg["config"]["system_prompt"] == system and cfg["config"]["chat_template"] is True
-    r = rlctl(
-        shell=f"$RLCTL data pull synth:arith --limit 2 | $RLCTL train grpo --model {tiny_model} --max-steps 1 --set trainer.max_completion_length=4 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2 --no-chat-template"
+    r = stages(
+        rlctl,
+        "data pull synth:arith --limit 2",
+        f"train grpo --model {tiny_model} --max-steps 1 --set trainer.max_completion_length=4 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2 --no-chat-template",
     )
     assert r.returncode == 0, r.stderr
     texts = sql(
@@ -760,19 +789,23 @@ def test_a_chat_template_file_renders_rollouts_and_trains_the_policy(
 
     template = tmp_path / "brackets.jinja"
     template.write_text(TEMPLATE)
-    r = rlctl(
-        shell=f"$RLCTL data pull synth:arith --limit 2 | $RLCTL rollout --model {tiny_model} "
-        f"--max-tokens 2 --logprobs --system-prompt 'Add.' --chat-template-file {template}"
+    r = stages(
+        rlctl,
+        "data pull synth:arith --limit 2",
+        f"rollout --model {tiny_model} --max-tokens 2 --logprobs --system-prompt 'Add.' "
+        f"--chat-template-file {template}",
     )
     assert r.returncode == 0, r.stderr.decode()
     tok = AutoTokenizer.from_pretrained(tiny_model)
     for rec in jsonl(r.stdout):
         fed = tok.decode(rec["prompt_token_ids"])
         assert fed.startswith("[SYSTEM] Add.\n[USER] What is") and fed.endswith("[ASSISTANT] ")
-    r = rlctl(
-        shell=f"$RLCTL data pull synth:arith --limit 2 | $RLCTL train grpo --model {tiny_model} "
-        "--max-steps 1 --set trainer.max_completion_length=4 --set trainer.num_generations=2 "
-        f"--set trainer.per_device_train_batch_size=2 --chat-template-file {template}"
+    r = stages(
+        rlctl,
+        "data pull synth:arith --limit 2",
+        f"train grpo --model {tiny_model} --max-steps 1 --set trainer.max_completion_length=4 "
+        "--set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2 "
+        f"--chat-template-file {template}",
     )
     assert r.returncode == 0, r.stderr.decode()
     (ckpt,) = sql("SELECT path FROM artifacts WHERE kind = 'model'")
