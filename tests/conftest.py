@@ -82,6 +82,26 @@ def run_in_process(
     return subprocess.CompletedProcess(["rlctl", *args], code, out.getvalue(), err.getvalue())
 
 
+def _command_name(args: list[str]) -> str:
+    """The subcommand of `rlctl [--store DIR] [--debug] NAME ...`."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] == "--store" else 1
+    return args[i] if i < len(args) else ""
+
+
+def run_command(
+    args: list[str], input: bytes | None, env: dict[str, str], cwd: Path, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """`rlctl ARGS`: in the worker when it is a heavy command (unless
+    RLCTL_TEST_SUBPROCESS=1), else as its own process."""
+    if IN_PROCESS and _command_name(args) in HEAVY:
+        return run_in_process(args, input, env, cwd)
+    return subprocess.run(
+        [*RLCTL.split(), *args], input=input, capture_output=True, env=env, cwd=cwd, timeout=timeout
+    )
+
+
 def shared(rel: str) -> Path:
     """A file of ../shared/data (or $RLCTL_SHARED_DATA); tests that need the full upstream
     files skip without it."""
@@ -128,8 +148,8 @@ def rlctl(env: dict[str, str], tmp_path: Path) -> Runner:
         timeout: float = 120,
     ) -> subprocess.CompletedProcess:
         e = {**env, "RLCTL": RLCTL, **(extra_env or {})}
-        if IN_PROCESS and not shell and not extra_env and args and args[0] in HEAVY:
-            return run_in_process(list(args), input, e, tmp_path)
+        if not shell and not extra_env:
+            return run_command(list(args), input, e, tmp_path, timeout)
         cmd: str | list[str] = shell if shell else [*RLCTL.split(), *args]
         return subprocess.run(
             cmd,

@@ -13,9 +13,9 @@ from tests.conftest import Runner, compare_summary, jsonl
 @pytest.fixture(scope="module")
 def generations(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Rollouts with logprobs from hf generators in fp32 and bf16 (with and without fp32 head)."""
-    import subprocess
+    import os
 
-    from tests.conftest import RLCTL
+    from tests.conftest import run_command
 
     d = tmp_path_factory.mktemp("gen")
     prompts = d / "p.jsonl"
@@ -32,25 +32,9 @@ def generations(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         "bf16_head": ["--dtype", "bfloat16", "--fp32-lm-head"],
     }.items():
         path = d / f"{name}.jsonl"
-        r = subprocess.run(
-            [
-                *RLCTL.split(),
-                "--store",
-                str(d / "store"),
-                "rollout",
-                "-i",
-                str(prompts),
-                "--model",
-                str(tiny_model),
-                "-n",
-                "2",
-                "--max-tokens",
-                "24",
-                "--logprobs",
-                *flags,
-            ],
-            capture_output=True,
-        )
+        args = ["--store", str(d / "store"), "rollout", "-i", str(prompts), "--model"]
+        args += [str(tiny_model), "-n", "2", "--max-tokens", "24", "--logprobs", *flags]
+        r = run_command(args, None, dict(os.environ), d)
         assert r.returncode == 0, r.stderr.decode()
         path.write_bytes(r.stdout)
         out[name] = path

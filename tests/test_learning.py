@@ -27,13 +27,12 @@ bars, margin +0.05 and accuracy 0.55, are met by neither failure.
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.conftest import RLCTL, jsonl
+from tests.conftest import jsonl, run_command
 
 STEPS = 450
 LR = os.environ.get("RLCTL_LEARNING_LR", "1e-3")  # 0 shows the test is about learning
@@ -43,13 +42,9 @@ HELD_OUT = 100
 
 
 def _rlctl(store: Path, *args: str, stdin: bytes | None = None) -> bytes:
-    r = subprocess.run(
-        [*RLCTL.split(), "--store", str(store), *args],
-        input=stdin,
-        capture_output=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=600,
-    )
+    """`rlctl --store STORE ARGS`, in the worker when heavy (tests/conftest.py says why)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    r = run_command(["--store", str(store), *args], stdin, env, store.parent)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     return r.stdout
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from tests.conftest import Runner, jsonl, stored
+from tests.conftest import Runner, jsonl, stages, stored
 
 MIX = ("data", "mix", "gsm8k=0.5", "mbpp=0.3", "synth:arith=0.2", "--sample", "--total", "20000")
 
@@ -66,12 +66,12 @@ def test_an_ordered_mix_reaches_the_trainer_in_its_order(
     pulled = jsonl(rlctl("data", "pull", "gsm8k", "--sample", "--limit", "40").stdout)
     order = [pulled[i]["id"] for i in (17, 3, 29, 8, 36, 0)]
     (tmp_path / "order.txt").write_text("# easiest first\n" + "\n".join(order) + "\n")
-    r = rlctl(
-        shell=f"$RLCTL data mix gsm8k=1 --sample --total 6 --order gsm8k={tmp_path}/order.txt "
-        f"| $RLCTL train grpo --model {tiny_model} --reward math --max-steps 6 --log-every 1 "
+    r = stages(
+        rlctl,
+        f"data mix gsm8k=1 --sample --total 6 --order gsm8k={tmp_path}/order.txt",
+        f"train grpo --model {tiny_model} --reward math --max-steps 6 --log-every 1 "
         "--set trainer.per_device_train_batch_size=2 --set trainer.num_generations=2 "
         "--set trainer.max_completion_length=4",
-        timeout=300,
     )
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     assert "ordered mix" in r.stderr.decode()

@@ -15,7 +15,7 @@ import orjson
 import psutil
 import pytest
 
-from tests.conftest import RLCTL, ROOT, compare_summary, jsonl, stored
+from tests.conftest import RLCTL, ROOT, compare_summary, jsonl, run_command, stored
 
 pytestmark = pytest.mark.slow
 VLLM_PYTHON = os.environ.get("RLCTL_VLLM_PYTHON") or str(ROOT / ".venv-vllm" / "bin" / "python")
@@ -28,12 +28,8 @@ class Served:
         self.proc, self.store, self.env = proc, store, env
 
     def run(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [*RLCTL.split(), "--store", str(self.store), *args],
-            input=input,
-            capture_output=True,
-            env=self.env,
-            timeout=300,
+        return run_command(
+            ["--store", str(self.store), *args], input, self.env, self.store.parent, 300
         )
 
     def rollout(self, *args: str, input: bytes) -> subprocess.CompletedProcess:
