@@ -31,6 +31,23 @@ RLCTL = str(_SCRIPT) if _SCRIPT.exists() else f"{sys.executable} -m rlctl"
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
+# xdist workers share the machine's cores: each gets its share for torch's OpenMP threads (set
+# before any test imports torch, and inherited by the commands it starts), instead of every
+# worker spinning as many threads as there are cores against the others.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+
+# The longest files start first, so `--dist loadfile` does not leave one worker running the
+# learning tests alone at the end (docs/testing.md has the figures).
+LONGEST_FIRST = ("test_learning.py", "test_vllm.py", "test_train.py", "test_train_distributed.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 # Commands whose process start is dominated by importing torch and friends.
 HEAVY = frozenset({"train", "eval", "rollout", "compare-logprobs"})
 IN_PROCESS = os.environ.get("RLCTL_TEST_SUBPROCESS") != "1"

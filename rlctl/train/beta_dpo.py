@@ -223,7 +223,7 @@ def make_trainer_class() -> type:
             loss = self.loss_terms["sigmoid"] * loss
             if "sft" in self.loss_terms:
                 loss = loss + self.loss_terms["sft"] * nll
-                self._metrics[mode]["beta_dpo/sft_nll"].append(float(nll))
+                self._metrics[mode]["beta_dpo/sft_nll"].append(float(nll.detach()))
             for key in ("beta", "kept", "margin_mean", "margin_std", "m0", "sigma"):
                 self._metrics[mode][f"beta_dpo/{key}"].append(float(info[key]))
             # as the official code: rewards are logged with β0, not the batch's β
