@@ -19,6 +19,10 @@ from typing import Any
 SPLITS = ("train", "test")
 TEST_SIZE = 500
 _SEED = 20261130  # fixed: the split must not move with --seed
+# Without a system message, Qwen2.5's chat template writes its default one ("You are Qwen,
+# created by Alibaba Cloud. ..."): 35 of the prompt's 61 tokens with the bundled tokenizer.
+# A short one makes every training step, sample and rollout ~30% shorter.
+SYSTEM = "You add numbers."
 
 
 def _pairs() -> list[tuple[int, int]]:
@@ -27,15 +31,30 @@ def _pairs() -> list[tuple[int, int]]:
     return pairs
 
 
+def worked(a: int, b: int) -> str:
+    """Column addition, ones then tens with the carry: `58 + 67` -> `8 + 7 = 15` /
+    `5 + 6 + 1 = 12`; the answer is then the tens line's sum followed by the ones line's last
+    digit (125), a copy. Written most-significant digit first, the answer needs the whole carry
+    chain in one token; a 2-layer model learned that at very different steps per seed (held-out
+    0.63 vs 0.10 after 450 steps), the worked columns make each token one small step."""
+    ones = a % 10 + b % 10
+    carry = ones // 10
+    tens = a // 10 + b // 10 + carry
+    return f"{a % 10} + {b % 10} = {ones}\n{a // 10} + {b // 10} + {carry} = {tens}"
+
+
 def records(split: str) -> Iterator[dict[str, Any]]:
     pairs = _pairs()
     chosen = pairs[:TEST_SIZE] if split == "test" else pairs[TEST_SIZE:]
     for a, b in chosen:
         total = a + b
-        solution = f"{a} + {b} = {total}\n#### {total}"
+        solution = f"{worked(a, b)}\n#### {total}"
         yield {
             "id": f"arith/{a}+{b}",
-            "messages": [{"role": "user", "content": f"What is {a} + {b}?"}],
+            "messages": [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": f"What is {a} + {b}?"},
+            ],
             "reference": str(total),
             "source": "arith",
             "meta": {"split": split, "a": a, "b": b, "solution": solution},
