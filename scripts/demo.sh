@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the main end-to-end job on the embedded store, offline: records, lineage and a
 # tiny model that visibly learns (two-digit addition: SFT from scratch, then GRPO and DPO;
-# ~5 minutes on 2 cores).
+# ~6 minutes on 2 cores).
 set -euo pipefail
 export RLCTL_STORE="${RLCTL_STORE:-$PWD/.rlctl}"
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; }
@@ -35,7 +35,7 @@ rlctl sql "SELECT model, backend, count(*) AS samples, avg(reward) AS mean_rewar
 say "rlctl model tiny .demo/arith --hidden-size 256 --heads 8  (1.6M parameters, random weights)"
 [ -d .demo/arith ] || rlctl model tiny .demo/arith --hidden-size 256 --heads 8
 
-say "rlctl data pull synth:arith | rlctl train sft --model .demo/arith ...  (two-digit addition in columns, from scratch, ~1.5 min)"
+say "rlctl data pull synth:arith | rlctl train sft --model .demo/arith ...  (two-digit addition in columns, from scratch, ~1 min)"
 # stopped early on purpose (200 steps, held-out ~0.7): left alone it reaches 1.0 by step 300,
 # and the RL steps below need room to show what they add
 rlctl data pull synth:arith --shuffle --seed 0 \
