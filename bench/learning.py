@@ -29,7 +29,7 @@ SFT = [
 GRPO = [
     "--reward", "math", "--set", "trainer.num_generations=8",
     "--set", "trainer.per_device_train_batch_size=64", "--set", "trainer.max_completion_length=32",
-    "--set", "trainer.temperature=0.7", "--set", "trainer.learning_rate=5e-5",
+    "--set", "trainer.temperature=0.5", "--set", "trainer.learning_rate=5e-5",
 ]  # fmt: skip
 
 PREF = [
@@ -215,7 +215,7 @@ def main() -> None:
         "`model tiny --hidden-size 256 --heads 8 --seed S` (1.6M parameters); held-out = greedy "
         "exact match on the 500 `test` sums no training step saw (`rollout | judge --judge "
         f"math`). SFT: {SFT_STEPS} steps, batch 32, lr 1e-3. GRPO from the SFT checkpoint: "
-        f"{GRPO_STEPS} steps of 8 prompts x 8 samples at temperature 0.7, lr 5e-5, math reward. "
+        f"{GRPO_STEPS} steps of 8 prompts x 8 samples at temperature 0.5, lr 5e-5, math reward. "
         "SFT stops early on purpose (left alone it reaches 1.0 by step 300): RL needs room.",
         "",
         "| seed | base | SFT | GRPO | SFT wall s | GRPO wall s | GRPO reward, first → last tenth |",

@@ -51,11 +51,11 @@ rlctl runs plot "$SFT_RUN" --metric loss -o .demo/sft-loss.png > /dev/null 2>&1
 rlctl sql "SELECT step, round(value, 3) AS loss FROM metrics
            WHERE name = 'loss' AND step % 25 = 1 AND run_id = '$SFT_RUN' ORDER BY step"
 
-say "rlctl train grpo --model \$SFT --reward math  (RL from the SFT checkpoint: 100 steps of 8 prompts x 8 samples at temperature 0.7, ~2 min)"
+say "rlctl train grpo --model \$SFT --reward math  (RL from the SFT checkpoint: 100 steps of 8 prompts x 8 samples at temperature 0.5, ~2 min)"
 rlctl data pull synth:arith --shuffle --seed 1 --limit 2000 \
   | rlctl train grpo --model "$SFT" --reward math --max-steps 100 \
       --set trainer.num_generations=8 --set trainer.per_device_train_batch_size=64 \
-      --set trainer.max_completion_length=32 --set trainer.temperature=0.7 \
+      --set trainer.max_completion_length=32 --set trainer.temperature=0.5 \
       --set trainer.learning_rate=5e-5 2> .demo/grpo.log
 GRPO=$(rlctl sql --csv "SELECT a.path FROM artifacts a JOIN runs r USING (run_id)
         WHERE r.command = 'train grpo' AND a.kind = 'model' ORDER BY r.started_at DESC LIMIT 1" | tail -n 1)

@@ -21,8 +21,10 @@ it, or with the DPO term weighted as much as the SFT term, these near-identical 
 differ in a few digits) pull the chosen and rejected answers down together and held-out
 accuracy falls (0.69 -> 0.60 at weights [1, 1]). Measured on this 2-core machine after 120
 steps at lr 1e-4: margin +0.073 and pair accuracy 0.71 (DPO and β-DPO alike); with chosen and
-rejected swapped (the reward inverted) MARGIN_SWAP; with the learning rate at 0, exactly 0 and 0.
-The bars, margin +0.05 and accuracy 0.55, are met by neither failure.
+rejected swapped (the reward inverted, RLCTL_LEARNING_SWAP=1) margin −0.004 / −0.005 and pair
+accuracy 0.57 / 0.61; with the learning rate at 0, exactly 0 and 0. Both bars must hold: the
+margin bar, +0.05, fails the swapped reward (its pair accuracy alone would pass 0.55: the SFT
+term on the swapped "chosen" answers moves many margins a hair above 0), and both fail lr 0.
 """
 
 from __future__ import annotations

@@ -718,10 +718,10 @@ def test_system_prompt_and_chat_template_mean_what_they_mean_in_rollout(
     `rollout --no-chat-template` samples from it. Both are recorded in the run."""
     from transformers import AutoTokenizer
 
-    system = "You add numbers. End with #### N."
+    system = "Think step by step. End with #### N."
     r = stages(
         rlctl,
-        "data pull synth:arith --limit 2",
+        "data pull gsm8k --sample --limit 2",  # no system turn of their own
         f"train grpo --model {tiny_model} --max-steps 1 --set trainer.max_completion_length=4 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2 --system-prompt '{system}'",
     )
     assert r.returncode == 0, r.stderr
@@ -737,7 +737,7 @@ def test_system_prompt_and_chat_template_mean_what_they_mean_in_rollout(
     assert cfg["config"]["system_prompt"] == system and cfg["config"]["chat_template"] is True
     r = stages(
         rlctl,
-        "data pull synth:arith --limit 2",
+        "data pull gsm8k --sample --limit 2",
         f"train grpo --model {tiny_model} --max-steps 1 --set trainer.max_completion_length=4 --set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2 --no-chat-template",
     )
     assert r.returncode == 0, r.stderr
@@ -745,7 +745,8 @@ def test_system_prompt_and_chat_template_mean_what_they_mean_in_rollout(
         "SELECT s.prompt FROM train_samples s JOIN runs r USING (run_id) "
         "WHERE r.config.chat_template = false"
     )
-    assert texts and all(t["prompt"].startswith("What is") for t in texts), texts
+    questions = {r["messages"][-1]["content"] for r in jsonl(rlctl("data", "pull", "gsm8k", "--sample", "--limit", "2").stdout)}  # fmt: skip
+    assert texts and {t["prompt"] for t in texts} <= questions, texts
 
 
 def test_every_trainer_formats_prompts_as_rollout_does() -> None:
@@ -791,7 +792,7 @@ def test_a_chat_template_file_renders_rollouts_and_trains_the_policy(
     template.write_text(TEMPLATE)
     r = stages(
         rlctl,
-        "data pull synth:arith --limit 2",
+        "data pull gsm8k --sample --limit 2",  # no system turn of their own
         f"rollout --model {tiny_model} --max-tokens 2 --logprobs --system-prompt 'Add.' "
         f"--chat-template-file {template}",
     )
@@ -799,10 +800,10 @@ def test_a_chat_template_file_renders_rollouts_and_trains_the_policy(
     tok = AutoTokenizer.from_pretrained(tiny_model)
     for rec in jsonl(r.stdout):
         fed = tok.decode(rec["prompt_token_ids"])
-        assert fed.startswith("[SYSTEM] Add.\n[USER] What is") and fed.endswith("[ASSISTANT] ")
+        assert fed.startswith("[SYSTEM] Add.\n[USER] ") and fed.endswith("[ASSISTANT] ")
     r = stages(
         rlctl,
-        "data pull synth:arith --limit 2",
+        "data pull gsm8k --sample --limit 2",
         f"train grpo --model {tiny_model} --max-steps 1 --set trainer.max_completion_length=4 "
         "--set trainer.num_generations=2 --set trainer.per_device_train_batch_size=2 "
         f"--chat-template-file {template}",
