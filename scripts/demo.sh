@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the main end-to-end job on the embedded store, offline: records, lineage and a
 # tiny model that visibly learns (two-digit addition: SFT from scratch, then GRPO and DPO;
-# ~6 minutes on 2 cores).
+# ~6-7 minutes on 2 cores).
 set -euo pipefail
 export RLCTL_STORE="${RLCTL_STORE:-$PWD/.rlctl}"
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; }
