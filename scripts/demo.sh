@@ -5,6 +5,10 @@
 set -euo pipefail
 export RLCTL_STORE="${RLCTL_STORE:-$PWD/.rlctl}"
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; }
+# by run id, not `latest`: in a pipe, `latest` may be the pull that fed the trainer
+newest_run() { rlctl sql --csv "SELECT run_id FROM runs WHERE command = '$1'
+                                ORDER BY started_at DESC LIMIT 1" | tail -n 1; }
+model_of() { rlctl sql --csv "SELECT path FROM artifacts WHERE run_id = '$1' AND kind = 'model'" | tail -n 1; }
 
 say "rlctl data pull gsm8k --sample --limit 50 | rlctl data validate --kind prompt"
 rlctl data pull gsm8k --sample --limit 50 | rlctl data validate --kind prompt
@@ -42,11 +46,7 @@ rlctl data pull synth:arith --shuffle --seed 0 \
   | rlctl train sft --model .demo/arith --target meta.solution --max-steps 200 \
       --set trainer.learning_rate=1e-3 --set trainer.warmup_steps=20 \
       --set trainer.per_device_train_batch_size=32 2> .demo/sft.log
-SFT=$(rlctl sql --csv "SELECT a.path FROM artifacts a JOIN runs r USING (run_id)
-        WHERE r.command = 'train sft' AND a.kind = 'model' ORDER BY r.started_at DESC LIMIT 1" | tail -n 1)
-# by run id: in a pipe, `latest` may be the pull that fed the trainer (both start together)
-SFT_RUN=$(rlctl sql --csv "SELECT run_id FROM runs WHERE command = 'train sft'
-            ORDER BY started_at DESC LIMIT 1" | tail -n 1)
+SFT_RUN=$(newest_run 'train sft'); SFT=$(model_of "$SFT_RUN")
 rlctl runs plot "$SFT_RUN" --metric loss -o .demo/sft-loss.png > /dev/null 2>&1
 rlctl sql "SELECT step, round(value, 3) AS loss FROM metrics
            WHERE name = 'loss' AND step % 25 = 1 AND run_id = '$SFT_RUN' ORDER BY step"
@@ -57,10 +57,7 @@ rlctl data pull synth:arith --shuffle --seed 1 --limit 2000 \
       --set trainer.num_generations=8 --set trainer.per_device_train_batch_size=64 \
       --set trainer.max_completion_length=32 --set trainer.temperature=0.5 \
       --set trainer.learning_rate=5e-5 2> .demo/grpo.log
-GRPO=$(rlctl sql --csv "SELECT a.path FROM artifacts a JOIN runs r USING (run_id)
-        WHERE r.command = 'train grpo' AND a.kind = 'model' ORDER BY r.started_at DESC LIMIT 1" | tail -n 1)
-GRPO_RUN=$(rlctl sql --csv "SELECT run_id FROM runs WHERE command = 'train grpo'
-             ORDER BY started_at DESC LIMIT 1" | tail -n 1)
+GRPO_RUN=$(newest_run 'train grpo'); GRPO=$(model_of "$GRPO_RUN")
 rlctl runs plot "$GRPO_RUN" --metric reward -o .demo/reward.png > /dev/null 2>&1
 rlctl sql "SELECT (step - 1) // 20 * 20 + 1 AS from_step, round(avg(reward), 3) AS mean_reward,
                   any_value(completion) AS sample
@@ -78,13 +75,11 @@ rlctl data pull synth:arith --shuffle --seed 2 --limit 1000 \
   | rlctl rollout --model "$SFT" -n 4 --temperature 0.7 --max-tokens 32 --batch-size 100 2>> .demo/dpo.log \
   | rlctl judge --judge math --pairs 2>> .demo/dpo.log \
   | rlctl train dpo --model "$SFT" "${PREF[@]}" 2>> .demo/dpo.log
-DPO=$(rlctl sql --csv "SELECT a.path FROM artifacts a JOIN runs r USING (run_id)
-        WHERE r.command = 'train dpo' AND a.kind = 'model' ORDER BY r.started_at DESC LIMIT 1" | tail -n 1)
+DPO=$(model_of "$(newest_run 'train dpo')")
 
 say "rlctl train beta-dpo -i latest:pairs --model \$SFT  (the same pairs: adaptive beta, filtered pairs, the same SFT term)"
 rlctl train beta-dpo -i latest:pairs --model "$SFT" "${PREF[@]}" 2>> .demo/dpo.log
-BDPO=$(rlctl sql --csv "SELECT a.path FROM artifacts a JOIN runs r USING (run_id)
-        WHERE r.command = 'train beta-dpo' AND a.kind = 'model' ORDER BY r.started_at DESC LIMIT 1" | tail -n 1)
+BDPO=$(model_of "$(newest_run 'train beta-dpo')")
 rlctl sql "SELECT r.command, m.step, round(max(m.value) FILTER (m.name = 'eval_rewards/accuracies'), 3) AS held_out_pair_accuracy,
                   round(max(m.value) FILTER (m.name = 'eval_rewards/margins'), 3) AS held_out_margin
            FROM metrics m JOIN runs r USING (run_id)
