@@ -19,24 +19,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
 from report import ROOT, machine, publish, rlctl
 
-SFT_STEPS, GRPO_STEPS, PREF_STEPS = 200, 100, 140
-SFT = [
-    "--target", "meta.solution", "--set", "trainer.learning_rate=1e-3",
-    "--set", "trainer.warmup_steps=20", "--set", "trainer.per_device_train_batch_size=32",
-]  # fmt: skip
-GRPO = [
-    "--reward", "math", "--set", "trainer.num_generations=8",
-    "--set", "trainer.per_device_train_batch_size=64", "--set", "trainer.max_completion_length=32",
-    "--set", "trainer.temperature=0.5", "--set", "trainer.learning_rate=5e-5",
-]  # fmt: skip
+# the recipes `make demo` and tests/test_learning.py read: one place to tune them
+RECIPES = {kind: ROOT / "configs" / kind / "arith-tiny.yaml" for kind in ("sft", "grpo", "dpo")}
+RECIPE = {kind: yaml.safe_load(path.read_text()) for kind, path in RECIPES.items()}
+SFT_STEPS, GRPO_STEPS, PREF_STEPS = (RECIPE[k]["max_steps"] for k in ("sft", "grpo", "dpo"))
 
-PREF = [
-    "--max-steps", str(PREF_STEPS), "--eval-every", str(PREF_STEPS),
-    "--set", "trainer.learning_rate=1e-4", "--set", "trainer.per_device_train_batch_size=8",
-    "--set", "trainer.loss_type=[sigmoid, sft]", "--set", "trainer.loss_weights=[0.2, 1.0]",
-]  # fmt: skip
+
+def trainer(kind: str) -> str:
+    """The recipe's trainer section as the report states it."""
+    return ", ".join(f"`{k}={v}`" for k, v in RECIPE[kind]["trainer"].items())
 
 
 def run(store: Path, *args: str, stdin: bytes | None = None) -> bytes:
@@ -96,7 +90,7 @@ def one_seed(seed: int, root: Path) -> dict:
     )
     train = run(store, "data", "pull", "synth:arith", "--shuffle", "--seed", str(seed))
     sft_s = timed(
-        store, "train", "sft", "--model", str(base), "--max-steps", str(SFT_STEPS), *SFT,
+        store, "train", "sft", "-c", str(RECIPES["sft"]), "--model", str(base),
         "--set", f"trainer.seed={seed}", stdin=train,
     )  # fmt: skip
     sft = checkpoint(store, "train sft")
@@ -112,7 +106,7 @@ def one_seed(seed: int, root: Path) -> dict:
         "2000",
     )
     grpo_s = timed(
-        store, "train", "grpo", "--model", sft, "--max-steps", str(GRPO_STEPS), *GRPO,
+        store, "train", "grpo", "-c", str(RECIPES["grpo"]), "--model", sft,
         "--set", f"trainer.seed={seed}", stdin=prompts,
     )  # fmt: skip
     grpo = checkpoint(store, "train grpo")
@@ -160,7 +154,8 @@ def preference_loop(store: Path, sft: str, seed: int, root: Path) -> dict:
     out: dict = {"pairs": len(train.splitlines())}
     for kind in ("dpo", "beta-dpo"):
         out[f"{kind}_s"] = timed(
-            store, "train", kind, "--model", sft, "--eval-input", str(held), *PREF,
+            store, "train", kind, "-c", str(RECIPES["dpo"]), "--model", sft,
+            "--eval-input", str(held),
             "--set", f"trainer.seed={seed}", stdin=train,
         )  # fmt: skip
         ckpt = checkpoint(store, f"train {kind}")
@@ -212,10 +207,11 @@ def main() -> None:
         "# Training that learns: synth:arith on a tiny model",
         "",
         f"`python bench/learning.py --seeds {' '.join(map(str, args.seeds))}` on {machine()}.",
-        "`model tiny --hidden-size 256 --heads 8 --seed S` (1.6M parameters); held-out = greedy "
+        "`model tiny --hidden-size 256 --heads 8 --seed S` (1.6M parameters), recipes "
+        "`configs/{sft,grpo,dpo}/arith-tiny.yaml` (DPO's serves β-DPO too); held-out = greedy "
         "exact match on the 500 `test` sums no training step saw (`rollout | judge --judge "
-        f"math`). SFT: {SFT_STEPS} steps, batch 32, lr 1e-3. GRPO from the SFT checkpoint: "
-        f"{GRPO_STEPS} steps of 8 prompts x 8 samples at temperature 0.5, lr 5e-5, math reward. "
+        f"math`). SFT: {SFT_STEPS} steps, {trainer('sft')}. GRPO from the SFT checkpoint: "
+        f"{GRPO_STEPS} steps, {trainer('grpo')}, reward {RECIPE['grpo']['reward']}. "
         "SFT stops early on purpose (left alone it reaches 1.0 by step 300): RL needs room.",
         "",
         "| seed | base | SFT | GRPO | SFT wall s | GRPO wall s | GRPO reward, first → last tenth |",
@@ -231,8 +227,7 @@ def main() -> None:
         "The preference loop from the same SFT checkpoint: `data pull synth:arith --limit 1000 "
         "| rollout -n 4 --temperature 0.7 | judge --judge math --pairs` (the SFT model's own "
         "samples, best vs worst), then `train dpo` and `train beta-dpo` on those pairs, "
-        f"{PREF_STEPS} steps of 8 pairs, lr 1e-4, with TRL's SFT term "
-        "(`loss_type=[sigmoid, sft]`, weights 0.2, 1: the SFT term leads); "
+        f"{PREF_STEPS} steps, {trainer('dpo')} (TRL's SFT term leads); "
         "held-out pairs are built the same way from 100 `test` sums and evaluated before the "
         "first step and at the end (`--eval-input`).",
         "",

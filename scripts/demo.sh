@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the main end-to-end job on the embedded store, offline: records, lineage and a
 # tiny model that visibly learns (two-digit addition: SFT from scratch, then GRPO and DPO;
-# ~6-7 minutes on 2 cores).
+# ~6 minutes on 2 cores, most of it the four trainers).
 set -euo pipefail
 export RLCTL_STORE="${RLCTL_STORE:-$PWD/.rlctl}"
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; }
@@ -39,24 +39,19 @@ rlctl sql "SELECT model, backend, count(*) AS samples, avg(reward) AS mean_rewar
 say "rlctl model tiny .demo/arith --hidden-size 256 --heads 8  (1.6M parameters, random weights)"
 [ -d .demo/arith ] || rlctl model tiny .demo/arith --hidden-size 256 --heads 8
 
-say "rlctl data pull synth:arith | rlctl train sft --model .demo/arith ...  (two-digit addition in columns, from scratch, ~1 min)"
-# stopped early on purpose (200 steps, held-out ~0.7): left alone it reaches 1.0 by step 300,
-# and the RL steps below need room to show what they add
+say "rlctl data pull synth:arith | rlctl train sft -c configs/sft/arith-tiny.yaml --model .demo/arith  (two-digit addition in columns, from scratch, ~1 min)"
+# the recipes (configs/*/arith-tiny.yaml) say why each setting; bench/learning.py and
+# tests/test_learning.py read the same files
 rlctl data pull synth:arith --shuffle --seed 0 \
-  | rlctl train sft --model .demo/arith --target meta.solution --max-steps 200 \
-      --set trainer.learning_rate=1e-3 --set trainer.warmup_steps=20 \
-      --set trainer.per_device_train_batch_size=32 2> .demo/sft.log
+  | rlctl train sft -c configs/sft/arith-tiny.yaml --model .demo/arith 2> .demo/sft.log
 SFT_RUN=$(newest_run 'train sft'); SFT=$(model_of "$SFT_RUN")
 rlctl runs plot "$SFT_RUN" --metric loss -o .demo/sft-loss.png > /dev/null 2>&1
 rlctl sql "SELECT step, round(value, 3) AS loss FROM metrics
            WHERE name = 'loss' AND step % 25 = 1 AND run_id = '$SFT_RUN' ORDER BY step"
 
-say "rlctl train grpo --model \$SFT --reward math  (RL from the SFT checkpoint: 100 steps of 8 prompts x 8 samples at temperature 0.5, ~2 min)"
+say "rlctl train grpo -c configs/grpo/arith-tiny.yaml --model \$SFT  (RL from the SFT checkpoint, math reward: 8 prompts x 8 samples a step, ~1.5 min)"
 rlctl data pull synth:arith --shuffle --seed 1 --limit 2000 \
-  | rlctl train grpo --model "$SFT" --reward math --max-steps 100 \
-      --set trainer.num_generations=8 --set trainer.per_device_train_batch_size=64 \
-      --set trainer.max_completion_length=32 --set trainer.temperature=0.5 \
-      --set trainer.learning_rate=5e-5 2> .demo/grpo.log
+  | rlctl train grpo -c configs/grpo/arith-tiny.yaml --model "$SFT" 2> .demo/grpo.log
 GRPO_RUN=$(newest_run 'train grpo'); GRPO=$(model_of "$GRPO_RUN")
 rlctl runs plot "$GRPO_RUN" --metric reward -o .demo/reward.png > /dev/null 2>&1
 rlctl sql "SELECT (step - 1) // 20 * 20 + 1 AS from_step, round(avg(reward), 3) AS mean_reward,
@@ -68,9 +63,7 @@ say "rlctl rollout -n 4 | rlctl judge --judge math --pairs | rlctl train dpo  (t
 rlctl data pull synth:arith --split test --limit 100 \
   | rlctl rollout --model "$SFT" -n 4 --temperature 0.7 --max-tokens 32 --batch-size 100 2>> .demo/dpo.log \
   | rlctl judge --judge math --pairs -o .demo/heldout-pairs.jsonl > /dev/null 2>> .demo/dpo.log
-PREF=(--max-steps 140 --eval-input .demo/heldout-pairs.jsonl --eval-every 140
-      --set trainer.learning_rate=1e-4 --set trainer.per_device_train_batch_size=8
-      --set 'trainer.loss_type=[sigmoid, sft]' --set 'trainer.loss_weights=[0.2, 1.0]')
+PREF=(-c configs/dpo/arith-tiny.yaml --eval-input .demo/heldout-pairs.jsonl)
 rlctl data pull synth:arith --shuffle --seed 2 --limit 1000 \
   | rlctl rollout --model "$SFT" -n 4 --temperature 0.7 --max-tokens 32 --batch-size 100 2>> .demo/dpo.log \
   | rlctl judge --judge math --pairs 2>> .demo/dpo.log \
@@ -88,11 +81,18 @@ rlctl sql "SELECT r.command, m.step, round(max(m.value) FILTER (m.name = 'eval_r
            GROUP BY ALL ORDER BY 1, 2"
 
 say "held-out accuracy: rollout | judge --judge math on the 500 sums never trained on"
+# the five pipes run side by side, one OpenMP thread each: most of their time is start-up
+# (imports, one core); measured here, 23 s against 37 s one after another, and 78 s side by side
+# with torch's default threads (ten threads spinning on two cores)
+evals=()
 for model in .demo/arith "$SFT" "$GRPO" "$DPO" "$BDPO"; do
-  rlctl data pull synth:arith --split test \
-    | rlctl rollout --model "$model" --temperature 0 --max-tokens 32 --batch-size 100 2>> .demo/eval.log \
-    | rlctl judge --judge math > /dev/null 2>> .demo/eval.log
+  { rlctl data pull synth:arith --split test \
+      | OMP_NUM_THREADS=1 rlctl rollout --model "$model" --temperature 0 --max-tokens 32 \
+          --batch-size 100 \
+      | rlctl judge --judge math > /dev/null; } 2>> .demo/eval.log &
+  evals+=($!)
 done
+for pid in "${evals[@]}"; do wait "$pid"; done  # set -e: a failed pipe stops the demo here
 rlctl sql "SELECT coalesce(r.command, 'base (random weights)') AS trained_by, count(*) AS held_out,
                   round(avg(j.reward), 3) AS accuracy
            FROM judged j LEFT JOIN artifacts a ON a.path = j.model AND a.kind = 'model'

@@ -57,3 +57,12 @@ def test_accelerate_configs_parse(path: Path) -> None:
         "bf16",
         "PrecisionType.BF16",
     )
+
+
+def test_the_arith_preference_recipe_serves_beta_dpo_too(tmp_path: Path) -> None:
+    """`make demo`, bench/learning.py and tests/test_learning.py pass configs/dpo/arith-tiny.yaml
+    to `train beta-dpo` as well: its trainer keys must be β-DPO's config fields too."""
+    recipe = ROOT / "configs" / "dpo" / "arith-tiny.yaml"
+    conf = resolve(DEFAULTS, file=recipe, open_sections=["trainer"])
+    args = trl_config("beta-dpo", dict(conf["trainer"]), tmp_path)
+    assert list(args.loss_type) == ["sigmoid", "sft"] and list(args.loss_weights) == [0.2, 1.0]

@@ -303,7 +303,22 @@ def test_runs_plot_reads_metrics_back(rlctl: Runner, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG" and b"records" in r.stderr
     bad = rlctl("runs", "plot", "latest", "--metric", "nope", "-o", "m.png")
-    assert bad.returncode == 2 and "no metric nope" in bad.stderr.decode()
+    assert bad.returncode == 2 and "no run in" in bad.stderr.decode()
+    assert "logged nope" in bad.stderr.decode()
+
+
+def test_runs_plot_latest_is_the_newest_run_that_logged_the_metric(
+    rlctl: Runner, store: Path, tmp_path: Path
+) -> None:
+    """After `data pull | train sft` the pull may start last (both start together): `latest`
+    for a plot is the newest run with the asked metrics, not the newest run."""
+    with Run(Store(store), "unit train") as trained:
+        for step, loss in enumerate((2.0, 1.0), start=1):
+            trained.metric("loss", loss, step=step)
+    assert rlctl("data", "pull", "gsm8k", "--sample", "--limit", "2").returncode == 0
+    r = rlctl("runs", "plot", "latest", "--metric", "loss", "-o", "loss.png")
+    assert r.returncode == 0, r.stderr
+    assert trained.run_id in r.stderr.decode() and (tmp_path / "loss.png").exists()
 
 
 def test_gc_removes_leftovers_of_ended_runs_only(

@@ -28,9 +28,12 @@ class Served:
         self.proc, self.store, self.env = proc, store, env
 
     def run(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
-        return run_command(
+        r = run_command(
             ["--store", str(self.store), *args], input, self.env, self.store.parent, 300
         )
+        if b"no running 'serve vllm' endpoint" in r.stderr:
+            pytest.fail(f"the module's vLLM server is gone:\n{self.why_gone()}")
+        return r
 
     def rollout(self, *args: str, input: bytes) -> subprocess.CompletedProcess:
         """`rlctl rollout` against the served endpoint."""
@@ -43,6 +46,17 @@ class Served:
         from rlctl.store.refs import find_endpoint
 
         return find_endpoint(Store(self.store), "latest")
+
+    def why_gone(self) -> str:
+        """What the server left behind when its endpoint stops counting as running (once seen
+        mid-module under load, cause unknown): the supervisor's state and stderr, the run's
+        record and the tail of vLLM's own log."""
+        state = "running" if self.proc.poll() is None else f"exited {self.proc.returncode}"
+        runs = sorted((self.store / "runs").glob("*serve-vllm*"))
+        record = (runs[-1] / "run.json").read_text()[-1500:] if runs else "no run"
+        logs = sorted((self.store / "artifacts").glob("*serve-vllm*/server.log"))
+        tail = logs[-1].read_text()[-3000:] if logs else "no server.log"
+        return f"rlctl serve: {state}\nrun.json: {record}\nserver.log tail:\n{tail}"
 
 
 @pytest.fixture(scope="module")

@@ -118,6 +118,26 @@ def _latest(store: Store) -> str:
     return str(newest["run_id"])
 
 
+def _latest_with(store: Store, metrics: tuple[str, ...]) -> str:
+    """`latest` for a plot: the newest run that logged every metric asked for. The newest run
+    alone would be a race after `data pull | train sft`: both stages start together and the
+    pull, with no loss curve, may start last."""
+    rows = (
+        Index(store)
+        .query(
+            "SELECT run_id FROM metrics JOIN runs USING (run_id) WHERE list_contains(?, name) "
+            "GROUP BY run_id, started_at HAVING count(DISTINCT name) = ? "
+            "ORDER BY started_at DESC, run_id DESC LIMIT 1",
+            [list(metrics), len(set(metrics))],
+        )
+        .rows
+    )
+    if not rows:
+        raise click.UsageError(f"no run in {store.root} logged {', '.join(metrics)}")
+    sys.stderr.write(f"rlctl: latest run that logged {', '.join(metrics)}: {rows[0][0]}\n")
+    return str(rows[0][0])
+
+
 @runs.command(
     "show", epilog="\b\nExamples:\n  rlctl runs show latest\n  rlctl runs show 20261124-1200"
 )
@@ -218,13 +238,14 @@ def tail_cmd(ctx: click.Context, run_ref: str, lines: int, follow: bool) -> None
 @click.option("-o", "--output", required=True, metavar="PNG", help="Where to write the plot.")
 @click.pass_context
 def plot_cmd(ctx: click.Context, run_ref: str, metrics: tuple[str, ...], output: str) -> None:
-    """Metric curves of a run, read back from the store: a PNG and a table on stderr."""
+    """Metric curves of a run, read back from the store: a PNG and a table on stderr. RUN
+    `latest` is the newest run that logged every --metric."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     store = get_store(ctx)
-    rid = _latest(store) if run_ref == "latest" else store.match_run(run_ref)
+    rid = _latest_with(store, metrics) if run_ref == "latest" else store.match_run(run_ref)
     rows = (
         Index(store)
         .query(
