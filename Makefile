@@ -66,8 +66,10 @@ slurm-up:  # without root or the packages, the Slurm tests skip (their fixture s
 slurm-down:
 	scripts/slurm/local-cluster.sh stop
 
+# xdist workers: `auto` is one per core (at most 4); PYTEST_WORKERS=N overrides it
+PYTEST_WORKERS ?= auto
 test: lint docs vllm-env slurm-up
-	RLCTL_VLLM_PYTHON="$(CURDIR)/$(VLLM_VENV)/bin/python" $(BIN)/pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=15; \
+	RLCTL_VLLM_PYTHON="$(CURDIR)/$(VLLM_VENV)/bin/python" $(BIN)/pytest -q -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadfile --durations=15; \
 	  status=$$?; scripts/slurm/local-cluster.sh stop; exit $$status
 
 demo: $(STAMP)
