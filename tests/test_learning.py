@@ -11,9 +11,9 @@ Margin: measured on this 2-core machine with that recipe (200 steps, lr 1e-3, ba
 ~70 s; worked solutions in columns, docs/training.md says why), held-out accuracy was 0.73 on
 these 100 sums (seed 0; on all 500: 0.69, 0.90 and 0.69 for seeds 0, 1 and 2); the
 random-weight model scores 0.0 (it never writes a correct `#### N`; format alone would score
-~0.005). The bar, 0.25, sits far above anything but learning and below every seed. With the learning rate set
-to 0 the model stays the base model and this test fails (checked by running it with
-RLCTL_LEARNING_LR=0: accuracy 0.0).
+~0.005). The bar, 0.25, sits far above anything but learning and below every seed. With the
+learning rate set to 0 the model stays the base model and this test fails (checked by running
+it with RLCTL_LEARNING_LR=0: accuracy 0.0).
 
 Preference margin: DPO's implicit reward margin β·[(log π − log π_ref)(y_w) − (same)(y_l)],
 averaged over pairs built the same way from 100 held-out sums (samples at temperature 0.7), is
