@@ -267,11 +267,14 @@ def _namespaces() -> bool:
         box.close()
 
 
-def _sandbox_processes() -> list[psutil.Process]:
+def _sandbox_processes(box: Sandbox) -> list[psutil.Process]:
+    """Processes running as this sandbox's uids (another judge on the machine, e.g. another
+    test worker's, holds other uids: test_two_sandboxes_on_one_machine_never_share_a_uid)."""
+    mine = {slot.cfg["uid"] for slot in box._slots}
     out = []
     for p in psutil.process_iter(["uids"]):
         uids = p.info["uids"]
-        if uids and SANDBOX_UID_BASE <= uids.real < SANDBOX_UID_BASE + 64:
+        if uids and uids.real in mine:
             out.append(p)
     return out
 
@@ -292,7 +295,7 @@ def test_hostile_programs_get_zero_and_harm_nothing(
         scores = judge.score(records)
         # before close(): the judgment itself must leave nothing (close only stops the servers)
         if os.geteuid() == 0:
-            assert _sandbox_processes() == []
+            assert _sandbox_processes(judge.sandbox) == []
         servers = {p.pid for p in psutil.Process().children()}
         left = {p.pid for p in psutil.Process().children(recursive=True)} - servers - before
         assert left == set(), "a sandboxed process outlived its judgment"
@@ -327,3 +330,24 @@ def test_a_correct_program_still_passes_beside_them(host: dict) -> None:
     finally:
         judge.close()
     assert reward == 1.0 and verdict["tests"] == 3, verdict
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-worker uids are given only as root")
+def test_two_sandboxes_on_one_machine_never_share_a_uid() -> None:
+    """Two judges at once (two `rlctl judge --judge code`, a judge beside `train grpo --reward
+    code`, two test workers) must not run programs as the same uid: without a cgroup, the
+    clean-up after each program kills every process of its uid, the other judge's included."""
+    first, second = Sandbox(workers=2), Sandbox(workers=2)
+    try:
+        uids = [slot.cfg["uid"] for box in (first, second) for slot in box._slots]
+        assert len(set(uids)) == 4, uids
+        assert all(SANDBOX_UID_BASE <= u < SANDBOX_UID_BASE + 64 for u in uids)
+    finally:
+        first.close()
+    third = Sandbox(workers=2)  # the first one's uids are free again
+    try:
+        reused = {slot.cfg["uid"] for slot in third._slots}
+        assert reused == set(uids[:2])
+    finally:
+        second.close()
+        third.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import fcntl
 import importlib
 import json
 import logging
@@ -44,6 +45,7 @@ from rlctl.store.redact import redact_text
 log = logging.getLogger(__name__)
 SERVER = Path(server.__file__)
 SANDBOX_UID_BASE = 61000  # per-worker uids when running as root: 61000, 61001, ...
+SANDBOX_UIDS = 64  # how many; each claimed by a lock file, so no two live sandboxes share one
 OUTPUT_LIMIT = 2000  # characters of the program's output kept in the verdict
 SYSTEM_LIBS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
@@ -127,8 +129,9 @@ class Sandbox:
         own = _own_processes() if not self.root else 0
         self._free: queue.Queue[_Slot] = queue.Queue()
         self._slots = []
+        self._uid_locks: list[int] = []
         for i in range(self.workers):
-            uid = SANDBOX_UID_BASE + i if self.root else None
+            uid = self._claim_uid() if self.root else None
             name = f"rlctl-{os.getpid()}-{i}"
             cgroup = _Cgroup.create(name, nproc, memory_mb) if self.root else None
             cfg = common | {"uid": uid, "nproc": nproc if self.root else own + nproc}
@@ -152,7 +155,36 @@ class Sandbox:
         self._pool.shutdown(wait=True)
         for slot in self._slots:
             slot.close()
+        for fd in self._uid_locks:  # after the slots: their processes are gone
+            os.close(fd)
+        self._uid_locks.clear()
         shutil.rmtree(self.base, ignore_errors=True)
+
+    def _claim_uid(self) -> int:
+        """A uid no other live sandbox on this machine runs programs as. Without a cgroup the
+        clean-up after a program kills every process of its uid, so two judges at once (two
+        `rlctl judge --judge code`, or one beside `train grpo --reward code`) sharing a uid
+        would kill each other's programs. Each uid is held by an exclusive lock on a file in
+        the temp directory, released by `close` or by the kernel when the process ends."""
+        locks = Path(tempfile.gettempdir())
+        for uid in range(SANDBOX_UID_BASE, SANDBOX_UID_BASE + SANDBOX_UIDS):
+            fd = os.open(
+                locks / f"rlctl-sandbox-uid-{uid}.lock",
+                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+            )
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self._uid_locks.append(fd)
+            return uid
+        raise SandboxError(
+            f"all {SANDBOX_UIDS} sandbox uids ({SANDBOX_UID_BASE}-"
+            f"{SANDBOX_UID_BASE + SANDBOX_UIDS - 1}) are held by other judges on this machine; "
+            "wait for them or run fewer code judges at once"
+        )
 
 
 class _Slot:
