@@ -49,8 +49,9 @@ class Served:
 
     def why_gone(self) -> str:
         """What the server left behind when its endpoint stops counting as running (once seen
-        mid-module under load, cause unknown): the supervisor's state and stderr, the run's
-        record and the tail of vLLM's own log."""
+        mid-module under load, cause unknown): whether the supervisor still runs, the run's
+        record and the tail of vLLM's own log (its stderr is left unread: reading a live pipe
+        would block)."""
         state = "running" if self.proc.poll() is None else f"exited {self.proc.returncode}"
         runs = sorted((self.store / "runs").glob("*serve-vllm*"))
         record = (runs[-1] / "run.json").read_text()[-1500:] if runs else "no run"
