@@ -1,11 +1,11 @@
 """Shared fixtures: a fresh store per test and the real `rlctl` command.
 
-A pipeline (`shell=`) always runs real processes. A single heavy command (train, eval,
-rollout, compare-logprobs) runs the same entry point (`rlctl.cli.run`) in the test process,
-with its own argv, environment, working directory and stdio, so torch, transformers, TRL and
-lm-eval are imported once per pytest worker instead of once per command (about 8 s of CPU
-each on the 2-core CI machine; docs/testing.md). RLCTL_TEST_SUBPROCESS=1 runs every command
-as a process.
+A pipeline (`shell=`) always runs real processes. A single command runs the same entry point
+(`rlctl.cli.run`) in the test process, with its own argv, environment, working directory and
+stdio: torch, transformers, TRL and lm-eval are imported once per pytest worker instead of
+once per command (about 8 s of CPU each on the 2-core CI machine), and the ~500 light commands
+(`sql`, `data`, `runs`, `judge`) skip a ~0.5 s interpreter start each (docs/testing.md).
+RLCTL_TEST_SUBPROCESS=1 runs every command as a process.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
-# Commands whose process start is dominated by importing torch and friends.
-HEAVY = frozenset({"train", "eval", "rollout", "compare-logprobs"})
+# Commands that stay processes: `serve` leaves a supervisor running behind it.
+OWN_PROCESS = frozenset({"serve"})
 IN_PROCESS = os.environ.get("RLCTL_TEST_SUBPROCESS") != "1"
 
 
@@ -110,9 +110,9 @@ def _command_name(args: list[str]) -> str:
 def run_command(
     args: list[str], input: bytes | None, env: dict[str, str], cwd: Path, timeout: float = 600
 ) -> subprocess.CompletedProcess:
-    """`rlctl ARGS`: in the worker when it is a heavy command (unless
-    RLCTL_TEST_SUBPROCESS=1), else as its own process."""
-    if IN_PROCESS and _command_name(args) in HEAVY:
+    """`rlctl ARGS`: in the worker (unless RLCTL_TEST_SUBPROCESS=1 or the command is in
+    OWN_PROCESS), else as its own process."""
+    if IN_PROCESS and _command_name(args) not in OWN_PROCESS:
         return run_in_process(args, input, env, cwd)
     return subprocess.run(
         [*RLCTL.split(), *args], input=input, capture_output=True, env=env, cwd=cwd, timeout=timeout
@@ -155,7 +155,8 @@ def env(store: Path) -> dict[str, str]:
 
 @pytest.fixture
 def rlctl(env: dict[str, str], tmp_path: Path) -> Runner:
-    """`rlctl ARGS...` as a real process; `shell=` runs a pipeline with $RLCTL in it."""
+    """`rlctl ARGS...` through the entry point in the worker (`run_command`), or as a real
+    process with `extra_env=`; `shell=` runs a pipeline of real processes with $RLCTL in it."""
 
     def run(
         *args: str,
@@ -184,8 +185,8 @@ def rlctl(env: dict[str, str], tmp_path: Path) -> Runner:
 
 def stages(rlctl: Runner, *commands: str) -> subprocess.CompletedProcess:
     """`$RLCTL A | $RLCTL B`, for a test about B rather than the pipe: each stage runs to
-    completion (all but the last must succeed) and hands its stdout to the next, so a heavy
-    last stage runs in the worker. B sees what the pipe would give it: the same records,
+    completion (all but the last must succeed) and hands its stdout to the next, so every
+    stage runs in the worker. B sees what the pipe would give it: the same records,
     carrying A's run id, so its lineage and its upstream check are the same."""
     data: bytes | None = None
     for i, command in enumerate(commands):

@@ -52,7 +52,7 @@ HELD_OUT = 100
 
 
 def _rlctl(store: Path, *args: str, stdin: bytes | None = None) -> bytes:
-    """`rlctl --store STORE ARGS`, in the worker when heavy (tests/conftest.py says why)."""
+    """`rlctl --store STORE ARGS`, in the worker (tests/conftest.py says why)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     r = run_command(["--store", str(store), *args], stdin, env, store.parent)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
