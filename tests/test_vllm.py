@@ -68,6 +68,9 @@ def served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "RLCTL_VLLM_PYTHON": VLLM_PYTHON,
         "VLLM_CPU_KVCACHE_SPACE": "1",
         "HF_HUB_OFFLINE": "1",
+        # the in-process engines below (`--backend vllm`) run their engine core in the
+        # calling process: a separate one re-imports vLLM and torch, ~40 s on this CPU
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     }
     proc = subprocess.Popen(
         [
