@@ -43,6 +43,13 @@ if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
 LONGEST_FIRST = ("test_learning.py", "test_vllm.py", "test_train.py", "test_train_distributed.py")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist >= 3.6 reorders `--dist loadfile` by the number of tests in a file, which sent
+    # test_learning.py (6 tests, the longest file) last; keep the order below instead
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
