@@ -49,30 +49,47 @@ rlctl runs plot "$SFT_RUN" --metric loss -o .demo/sft-loss.png > /dev/null 2>&1
 rlctl sql "SELECT step, round(value, 3) AS loss FROM metrics
            WHERE name = 'loss' AND step % 25 = 1 AND run_id = '$SFT_RUN' ORDER BY step"
 
-say "rlctl train grpo -c configs/grpo/arith-tiny.yaml --model \$SFT  (RL from the SFT checkpoint, math reward: 8 prompts x 8 samples a step, ~1.5 min)"
-rlctl data pull synth:arith --shuffle --seed 1 --limit 2000 \
-  | rlctl train grpo -c configs/grpo/arith-tiny.yaml --model "$SFT" 2> .demo/grpo.log
+# GRPO and the preference loop both start from the SFT checkpoint: they run side by side, one
+# OpenMP thread each (torch's small matmuls gain ~1.5x from a second thread, so two one-thread
+# jobs finish sooner than two two-thread jobs in turn); their logs go to .demo/*.log
+say "rlctl train grpo -c configs/grpo/arith-tiny.yaml --model \$SFT  (RL from the SFT checkpoint, math reward: 8 prompts x 8 samples a step; in the background)"
+grpo_branch() {
+  export OMP_NUM_THREADS=1
+  rlctl data pull synth:arith --shuffle --seed 1 --limit 2000 \
+    | rlctl train grpo -c configs/grpo/arith-tiny.yaml --model "$SFT" 2> .demo/grpo.log
+}
+grpo_branch &
+GRPO_PID=$!
+
+say "rlctl rollout -n 4 | rlctl judge --judge math --pairs | rlctl train dpo  (the preference loop, with TRL's SFT term; beside GRPO)"
+say "rlctl train beta-dpo -i latest:pairs --model \$SFT  (the same pairs: adaptive beta, filtered pairs, the same SFT term)"
+PREF=(-c configs/dpo/arith-tiny.yaml --eval-input .demo/heldout-pairs.jsonl)
+preference_branch() {
+  export OMP_NUM_THREADS=1
+  # held-out pairs, made the same way from sums never trained on: DPO evaluates them as it goes
+  rlctl data pull synth:arith --split test --limit 100 \
+    | rlctl rollout --model "$SFT" -n 4 --temperature 0.7 --max-tokens 32 --batch-size 100 \
+    | rlctl judge --judge math --pairs -o .demo/heldout-pairs.jsonl > /dev/null
+  rlctl data pull synth:arith --shuffle --seed 2 --limit 1000 \
+    | rlctl rollout --model "$SFT" -n 4 --temperature 0.7 --max-tokens 32 --batch-size 100 \
+    | rlctl judge --judge math --pairs \
+    | rlctl train dpo --model "$SFT" "${PREF[@]}"
+  rlctl train beta-dpo -i latest:pairs --model "$SFT" "${PREF[@]}"
+} 2>> .demo/dpo.log
+preference_branch &
+PREF_PID=$!
+wait "$GRPO_PID"  # set -e: a failed branch stops the demo here
+wait "$PREF_PID"
+
 GRPO_RUN=$(newest_run 'train grpo'); GRPO=$(model_of "$GRPO_RUN")
 rlctl runs plot "$GRPO_RUN" --metric reward -o .demo/reward.png > /dev/null 2>&1
+echo "GRPO: mean reward of the sampled completions per 20 steps" >&2
 rlctl sql "SELECT (step - 1) // 20 * 20 + 1 AS from_step, round(avg(reward), 3) AS mean_reward,
                   any_value(completion) AS sample
            FROM train_samples WHERE run_id = '$GRPO_RUN' GROUP BY 1 ORDER BY 1"
-
-say "rlctl rollout -n 4 | rlctl judge --judge math --pairs | rlctl train dpo  (the preference loop, with TRL's SFT term)"
-# held-out pairs, made the same way from sums never trained on: DPO evaluates them as it goes
-rlctl data pull synth:arith --split test --limit 100 \
-  | rlctl rollout --model "$SFT" -n 4 --temperature 0.7 --max-tokens 32 --batch-size 100 2>> .demo/dpo.log \
-  | rlctl judge --judge math --pairs -o .demo/heldout-pairs.jsonl > /dev/null 2>> .demo/dpo.log
-PREF=(-c configs/dpo/arith-tiny.yaml --eval-input .demo/heldout-pairs.jsonl)
-rlctl data pull synth:arith --shuffle --seed 2 --limit 1000 \
-  | rlctl rollout --model "$SFT" -n 4 --temperature 0.7 --max-tokens 32 --batch-size 100 2>> .demo/dpo.log \
-  | rlctl judge --judge math --pairs 2>> .demo/dpo.log \
-  | rlctl train dpo --model "$SFT" "${PREF[@]}" 2>> .demo/dpo.log
 DPO=$(model_of "$(newest_run 'train dpo')")
-
-say "rlctl train beta-dpo -i latest:pairs --model \$SFT  (the same pairs: adaptive beta, filtered pairs, the same SFT term)"
-rlctl train beta-dpo -i latest:pairs --model "$SFT" "${PREF[@]}" 2>> .demo/dpo.log
 BDPO=$(model_of "$(newest_run 'train beta-dpo')")
+echo "DPO and beta-DPO: accuracy and margin on the held-out pairs, before and after" >&2
 rlctl sql "SELECT r.command, m.step, round(max(m.value) FILTER (m.name = 'eval_rewards/accuracies'), 3) AS held_out_pair_accuracy,
                   round(max(m.value) FILTER (m.name = 'eval_rewards/margins'), 3) AS held_out_margin
            FROM metrics m JOIN runs r USING (run_id)

@@ -45,10 +45,11 @@ def test_all_gold_gsm8k_solutions_score_1_and_shifted_references_0(
     assert len(judged) == 1319 and all(j["reward"] == 1.0 for j in judged)
     assert all(j["verdict"]["mode"] == "strict" for j in judged)
     shifted_records = gold_rollouts(src, shift=1)
+    gold_records = gold_rollouts(src)  # once: read inside the loop it made this test O(n²)
     same = {
         i
-        for i, s in enumerate(shifted_records)
-        if gold_rollouts(src)[i]["reference"] == s["reference"]
+        for i, (g, s) in enumerate(zip(gold_records, shifted_records, strict=True))
+        if g["reference"] == s["reference"]
     }
     shifted = write_jsonl(tmp_path / "shifted.jsonl", shifted_records)
     judged = jsonl(rlctl("judge", "-i", str(shifted), "--judge", "math", "--mode", "strict").stdout)
