@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from rlctl.data import SAMPLES
-from tests.conftest import Runner, jsonl
+from tests.conftest import Runner, jsonl, stages
 from tests.tiny_models import overfit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,10 +104,10 @@ def test_native_columns_file_and_the_generated_task_yaml(
 def test_pipe_into_judge(rlctl: Runner, fitted: Path, tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
     data.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in _docs()))
-    r = rlctl(
-        shell=f"$RLCTL eval gsm8k --model {fitted} --shots 0 --data {data} "
-        "--gen-kwargs max_gen_toks=16 | $RLCTL judge --judge math --mode strict",
-        timeout=300,
+    r = stages(  # eval's records are what judge reads (the stages in the worker, as a pipe)
+        rlctl,
+        f"eval gsm8k --model {fitted} --shots 0 --data {data} --gen-kwargs max_gen_toks=16",
+        "judge --judge math --mode strict",
     )
     assert r.returncode == 0, r.stderr.decode()
     assert [x["reward"] for x in jsonl(r.stdout)] == [1.0] * N

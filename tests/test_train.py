@@ -581,8 +581,12 @@ def test_kill_during_a_checkpoint_save_resumes_from_the_last_complete_one(
 def test_grpo_mixes_math_and_ifeval_rewards_by_source(rlctl: Runner, sql, tiny_model: Path) -> None:
     """The RLVR lab's mixed run: GSM8K prompts get the math reward, IFEval prompts lm-eval's
     IFEval checkers, each only on its own records."""
-    r = rlctl(
-        shell=f"( $RLCTL data pull gsm8k --sample --limit 4; $RLCTL data pull ifeval --sample --limit 4 ) | $RLCTL train grpo --model {tiny_model} --reward gsm8k:math --reward ifeval:ifeval --max-steps 2 --set trainer.max_completion_length=16"
+    pulls = [rlctl(*f"data pull {name} --sample --limit 4".split()) for name in ("gsm8k", "ifeval")]
+    assert all(p.returncode == 0 for p in pulls)
+    r = rlctl(  # what `( pull gsm8k; pull ifeval ) | train grpo` reads, the trainer in the worker
+        *f"train grpo --model {tiny_model} --reward gsm8k:math --reward ifeval:ifeval "
+        "--max-steps 2 --set trainer.max_completion_length=16".split(),
+        input=b"".join(p.stdout for p in pulls),
     )
     assert r.returncode == 0, r.stderr
     samples = sql("SELECT id, rewards FROM train_samples")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Runner, jsonl, stored
+from tests.conftest import Runner, jsonl, stages, stored
 
 pytestmark = pytest.mark.slow
 
@@ -86,8 +86,10 @@ def test_two_nodes_of_grpo_read_one_pipe_and_record_one_run(
     )
     assert samples == [{"step": 1, "n": 4, "p": 2}, {"step": 2, "n": 4, "p": 2}]
     (ckpt,) = sql(f"SELECT path FROM artifacts WHERE run_id = '{run['run_id']}' AND kind = 'model'")
-    gen = rlctl(
-        shell=f"$RLCTL data pull gsm8k --sample --limit 2 | $RLCTL rollout --model {ckpt['path']} --max-tokens 4"
+    gen = stages(  # the checkpoint loads and generates (in the worker: no second torch import)
+        rlctl,
+        "data pull gsm8k --sample --limit 2",
+        f"rollout --model {ckpt['path']} --max-tokens 4",
     )
     assert gen.returncode == 0 and len(jsonl(gen.stdout)) == 2, gen.stderr
     (inputs,) = sql(
