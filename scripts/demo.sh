@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the main end-to-end job on the embedded store, offline: records, lineage and a
 # tiny model that visibly learns (two-digit addition: SFT from scratch, then GRPO and DPO;
-# ~6 minutes on 2 cores, most of it the four trainers).
+# 6-7 minutes on 2 cores, most of it the four trainers; docs/training.md has the breakdown).
 set -euo pipefail
 export RLCTL_STORE="${RLCTL_STORE:-$PWD/.rlctl}"
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; }
