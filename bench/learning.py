@@ -26,6 +26,9 @@ from report import ROOT, machine, publish, rlctl
 RECIPES = {kind: ROOT / "configs" / kind / "arith-tiny.yaml" for kind in ("sft", "grpo", "dpo")}
 RECIPE = {kind: yaml.safe_load(path.read_text()) for kind, path in RECIPES.items()}
 SFT_STEPS, GRPO_STEPS, PREF_STEPS = (RECIPE[k]["max_steps"] for k in ("sft", "grpo", "dpo"))
+# training prompts for the preference pairs, as `make demo` pulls them: 1,000 gave 599-795 pairs
+# and DPO below SFT on seed 2; 2,000 give 1,193-1,600 (docs/training.md)
+PAIR_PROMPTS = 2000
 
 
 def trainer(kind: str) -> str:
@@ -150,7 +153,7 @@ def preference_loop(store: Path, sft: str, seed: int, root: Path) -> dict:
     """DPO and β-DPO from the SFT checkpoint on the same pairs of its own samples."""
     held = root / f"heldout-pairs-{seed}.jsonl"
     held.write_bytes(pairs(store, sft, "--split", "test", "--limit", "100"))
-    train = pairs(store, sft, "--shuffle", "--seed", str(seed + 2), "--limit", "1000")
+    train = pairs(store, sft, "--shuffle", "--seed", str(seed + 2), "--limit", str(PAIR_PROMPTS))
     out: dict = {"pairs": len(train.splitlines())}
     for kind in ("dpo", "beta-dpo"):
         out[f"{kind}_s"] = timed(
@@ -224,7 +227,8 @@ def main() -> None:
         "",
         "![GRPO reward per step](learning.png)",
         "",
-        "The preference loop from the same SFT checkpoint: `data pull synth:arith --limit 1000 "
+        "The preference loop from the same SFT checkpoint: `data pull synth:arith --limit "
+        f"{PAIR_PROMPTS} "
         "| rollout -n 4 --temperature 0.7 | judge --judge math --pairs` (the SFT model's own "
         "samples, best vs worst), then `train dpo` and `train beta-dpo` on those pairs, "
         f"{PREF_STEPS} steps, {trainer('dpo')} (TRL's SFT term leads); "

@@ -70,7 +70,7 @@ preference_branch() {
   rlctl data pull synth:arith --split test --limit 100 \
     | rlctl rollout --model "$SFT" -n 4 --temperature 0.7 --max-tokens 32 --batch-size 100 \
     | rlctl judge --judge math --pairs -o .demo/heldout-pairs.jsonl > /dev/null
-  rlctl data pull synth:arith --shuffle --seed 2 --limit 1000 \
+  rlctl data pull synth:arith --shuffle --seed 2 --limit 2000 \
     | rlctl rollout --model "$SFT" -n 4 --temperature 0.7 --max-tokens 32 --batch-size 100 \
     | rlctl judge --judge math --pairs \
     | rlctl train dpo --model "$SFT" "${PREF[@]}"

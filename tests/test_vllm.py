@@ -60,6 +60,12 @@ class Served:
         return f"rlctl serve: {state}\nrun.json: {record}\nserver.log tail:\n{tail}"
 
 
+# The in-process engines (`--backend vllm`) keep vLLM's engine core in their own process: a
+# separate one imports vLLM and torch again, ~40 s a test on this CPU (docs/generation.md).
+# The served engine keeps vLLM's default, so its test still sees the engine core's process.
+ENGINE_CORE_IN_PROCESS = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+
+
 @pytest.fixture(scope="module")
 def served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     store = tmp_path_factory.mktemp("vllm") / "store"
@@ -68,9 +74,6 @@ def served(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "RLCTL_VLLM_PYTHON": VLLM_PYTHON,
         "VLLM_CPU_KVCACHE_SPACE": "1",
         "HF_HUB_OFFLINE": "1",
-        # the in-process engines below (`--backend vllm`) run their engine core in the
-        # calling process: a separate one re-imports vLLM and torch, ~40 s on this CPU
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     }
     proc = subprocess.Popen(
         [
@@ -303,7 +306,7 @@ def test_in_process_vllm_backend(served: Served, tiny_model: Path, tmp_path: Pat
             "--enforce-eager",
         ],
         capture_output=True,
-        env=served.env,
+        env={**served.env, **ENGINE_CORE_IN_PROCESS},
         timeout=600,
     )
     assert r.returncode == 0, r.stderr.decode()[-2000:]
@@ -374,7 +377,7 @@ def test_eval_with_the_in_process_vllm_backend(
             "float32", "--shots", "0", "--data", str(data), "--gen-kwargs", "max_gen_toks=8",
             "--max-model-len", "512", "--enforce-eager",
         ],
-        capture_output=True, env=served.env, timeout=600,
+        capture_output=True, env={**served.env, **ENGINE_CORE_IN_PROCESS}, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     samples = jsonl(r.stdout)  # records only: vLLM's own logs went to stderr
