@@ -20,13 +20,12 @@ def seconds_per_step(steps: int, threads: int | None) -> float:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from rlctl.models.tiny import build_tiny
+    from rlctl.models.tiny import build_tiny, tiny_shape
 
     if threads:
         torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
-        shape = {"intermediate_size": 512, "num_attention_heads": 8, "num_key_value_heads": 8}
-        build_tiny(Path(tmp) / "arith", hidden_size=256, **shape)  # as `model tiny` builds it
+        build_tiny(Path(tmp) / "arith", **tiny_shape(hidden_size=256, heads=8))
         model = AutoModelForCausalLM.from_pretrained(Path(tmp) / "arith")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randint(

@@ -7,7 +7,6 @@ import logging
 import click
 
 from rlctl.cli.common import command_name, get_store
-from rlctl.errors import BadInput
 from rlctl.store import Run
 
 log = logging.getLogger("rlctl")
@@ -50,23 +49,10 @@ def tiny(
     rlctl's bundled tokenizer and Qwen2.5's chat template: loads in transformers and vLLM,
     downloads nothing."""
     from rlctl.models import build_tiny
-    from rlctl.models.tiny import TINY
+    from rlctl.models.tiny import tiny_shape
 
-    shape: dict[str, int] = {"num_hidden_layers": layers}
-    if hidden_size != TINY["hidden_size"] or heads is not None:
-        heads = heads or hidden_size // 32
-        if hidden_size % heads or hidden_size // heads < 32:
-            raise BadInput(
-                f"--hidden-size {hidden_size} --heads {heads}: the width must split into "
-                "heads of at least 32 each (vLLM's CPU attention), e.g. --hidden-size 256 "
-                "--heads 8"
-            )
-        shape |= {
-            "hidden_size": hidden_size,
-            "intermediate_size": 2 * hidden_size,
-            "num_attention_heads": heads,
-            "num_key_value_heads": heads,
-        }
+    shape = tiny_shape(layers, hidden_size, heads)
+    heads = shape.get("num_attention_heads", heads)
     store = get_store(ctx)
     config = {"out": out, "seed": seed, "layers": layers, "hidden_size": hidden_size}
     with Run(store, command_name(ctx), config={**config, "heads": heads}, seed=seed) as run:

@@ -25,6 +25,30 @@ TINY = {
 }
 
 
+def tiny_shape(layers: int = 2, hidden_size: int = 128, heads: int | None = None) -> dict[str, int]:
+    """Config overrides for `build_tiny`: a wider model gets an MLP twice its width and full
+    multi-head attention (heads default to hidden/32); the 128-wide default keeps its 4 heads
+    and 2 KV heads. Heads must be >= 32 wide for vLLM's CPU attention."""
+    from rlctl.errors import BadInput
+
+    shape = {"num_hidden_layers": layers}
+    if hidden_size == TINY["hidden_size"] and heads is None:
+        return shape
+    heads = heads or hidden_size // 32
+    if hidden_size % heads or hidden_size // heads < 32:
+        raise BadInput(
+            f"--hidden-size {hidden_size} --heads {heads}: the width must split into "
+            "heads of at least 32 each (vLLM's CPU attention), e.g. --hidden-size 256 "
+            "--heads 8"
+        )
+    return shape | {
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads,
+    }
+
+
 def build_tiny(out: str | Path, seed: int = 0, **overrides: Any) -> dict[str, Any]:
     """Write model + tokenizer to `out` atomically (built next to it, renamed when complete);
     returns a summary (parameters, config) for the run record."""
