@@ -60,8 +60,8 @@ def checkpoint(store: Path, command: str) -> str:
 def held_out(store: Path, model: str) -> float:
     prompts = run(store, "data", "pull", "synth:arith", "--split", "test")
     rollouts = run(
-        store, "rollout", "--model", model, "--temperature", "0", "--max-tokens", "32",
-        "--batch-size", "100", stdin=prompts,
+        store, "rollout", "--model", model, "--no-chat-template", "--temperature", "0",
+        "--max-tokens", "32", "--batch-size", "100", stdin=prompts,
     )  # fmt: skip
     judged = [
         json.loads(x)
@@ -90,6 +90,7 @@ def one_seed(seed: int, root: Path) -> dict:
         "8",
         "--seed",
         str(seed),
+        "--no-chat-template",
     )
     train = run(store, "data", "pull", "synth:arith", "--shuffle", "--seed", str(seed))
     sft_s = timed(
@@ -143,8 +144,8 @@ def one_seed(seed: int, root: Path) -> dict:
 def pairs(store: Path, model: str, *pull: str) -> bytes:
     prompts = run(store, "data", "pull", "synth:arith", *pull)
     rollouts = run(
-        store, "rollout", "--model", model, "-n", "4", "--temperature", "0.7",
-        "--max-tokens", "32", "--batch-size", "100", stdin=prompts,
+        store, "rollout", "--model", model, "--no-chat-template", "-n", "4",
+        "--temperature", "0.7", "--max-tokens", "32", "--batch-size", "100", stdin=prompts,
     )  # fmt: skip
     return run(store, "judge", "--judge", "math", "--pairs", stdin=rollouts)
 

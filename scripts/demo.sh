@@ -36,10 +36,10 @@ rlctl sql "SELECT model, backend, count(*) AS samples, avg(reward) AS mean_rewar
                   avg(len(completion_token_ids::INT[])) AS mean_tokens
            FROM judged GROUP BY ALL"
 
-say "rlctl model tiny .demo/arith --hidden-size 256 --heads 8  (1.6M parameters, random weights)"
-[ -d .demo/arith ] || rlctl model tiny .demo/arith --hidden-size 256 --heads 8
+say "rlctl model tiny .demo/arith --hidden-size 256 --heads 8 --no-chat-template  (1.6M parameters, random weights, a base model: plain-text prompts)"
+[ -d .demo/arith ] || rlctl model tiny .demo/arith --hidden-size 256 --heads 8 --no-chat-template
 
-say "rlctl data pull synth:arith | rlctl train sft -c configs/sft/arith-tiny.yaml --model .demo/arith  (two-digit addition in columns, from scratch, ~1 min)"
+say "rlctl data pull synth:arith | rlctl train sft -c configs/sft/arith-tiny.yaml --model .demo/arith  (two-digit addition in columns, plain text, from scratch, ~30 s)"
 # the recipes (configs/*/arith-tiny.yaml) say why each setting; bench/learning.py and
 # tests/test_learning.py read the same files
 rlctl data pull synth:arith --shuffle --seed 0 \
@@ -61,17 +61,17 @@ grpo_branch() {
 grpo_branch &
 GRPO_PID=$!
 
-say "rlctl rollout -n 4 | rlctl judge --judge math --pairs | rlctl train dpo  (the preference loop, with TRL's SFT term; beside GRPO)"
+say "rlctl rollout --no-chat-template -n 4 | rlctl judge --judge math --pairs | rlctl train dpo  (the preference loop, with TRL's SFT term; beside GRPO)"
 say "rlctl train beta-dpo -i latest:pairs --model \$SFT  (the same pairs: adaptive beta, filtered pairs, the same SFT term)"
 PREF=(-c configs/dpo/arith-tiny.yaml --eval-input .demo/heldout-pairs.jsonl)
 preference_branch() {
   export OMP_NUM_THREADS=1
   # held-out pairs, made the same way from sums never trained on: DPO evaluates them as it goes
   rlctl data pull synth:arith --split test --limit 100 \
-    | rlctl rollout --model "$SFT" -n 4 --temperature 0.7 --max-tokens 32 --batch-size 100 \
+    | rlctl rollout --model "$SFT" --no-chat-template -n 4 --temperature 0.7 --max-tokens 32 --batch-size 100 \
     | rlctl judge --judge math --pairs -o .demo/heldout-pairs.jsonl > /dev/null
   rlctl data pull synth:arith --shuffle --seed 2 --limit 2000 \
-    | rlctl rollout --model "$SFT" -n 4 --temperature 0.7 --max-tokens 32 --batch-size 100 \
+    | rlctl rollout --model "$SFT" --no-chat-template -n 4 --temperature 0.7 --max-tokens 32 --batch-size 100 \
     | rlctl judge --judge math --pairs \
     | rlctl train dpo --model "$SFT" "${PREF[@]}"
   rlctl train beta-dpo -i latest:pairs --model "$SFT" "${PREF[@]}"
@@ -104,7 +104,7 @@ say "held-out accuracy: rollout | judge --judge math on the 500 sums never train
 evals=()
 for model in .demo/arith "$SFT" "$GRPO" "$DPO" "$BDPO"; do
   { rlctl data pull synth:arith --split test \
-      | OMP_NUM_THREADS=1 rlctl rollout --model "$model" --temperature 0 --max-tokens 32 \
+      | OMP_NUM_THREADS=1 rlctl rollout --model "$model" --no-chat-template --temperature 0 --max-tokens 32 \
           --batch-size 100 \
       | rlctl judge --judge math > /dev/null; } 2>> .demo/eval.log &
   evals+=($!)

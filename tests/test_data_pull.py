@@ -284,11 +284,12 @@ def test_synthetic_arithmetic_is_deterministic_held_out_and_scored_by_math(
     assert not {r["id"] for r in train} & {r["id"] for r in test}
     for r in test[:50]:
         assert int(r["reference"]) == r["meta"]["a"] + r["meta"]["b"]
-    # the worked columns are right: every `x + y (+ c) = z` line adds up, and the carry used in
-    # the tens line is the ones line's tens digit
+    # the worked columns are right: every `x+y(+c)=z` line adds up, and the carry used in the
+    # tens line is the ones line's tens digit
     for r in train + test:
+        assert r["prompt"] == f"{r['meta']['a']}+{r['meta']['b']}\n" and "messages" not in r
         *lines, answer = r["meta"]["solution"].split("\n")
-        sums = [[int(t) for t in line.replace("=", "+").split(" + ")] for line in lines]
+        sums = [[int(t) for t in line.replace("=", "+").split("+")] for line in lines]
         assert all(sum(terms[:-1]) == terms[-1] for terms in sums), r["meta"]["solution"]
         (a1, b1, ones), (a10, b10, carry, tens) = sums
         assert (a1, b1, a10, b10) == (r["meta"]["a"] % 10, r["meta"]["b"] % 10,
@@ -296,7 +297,6 @@ def test_synthetic_arithmetic_is_deterministic_held_out_and_scored_by_math(
         assert (
             carry == ones // 10 and answer == f"#### {tens}{ones % 10}" == f"#### {r['reference']}"
         )
-    assert test[0]["messages"][0] == {"role": "system", "content": "You add numbers."}
     rollouts = tmp_path / "r.jsonl"
     rollouts.write_bytes(
         b"".join(

@@ -64,8 +64,8 @@ def held_out_accuracy(store: Path, model: Path) -> float:
         store, "data", "pull", "synth:arith", "--split", "test", "--limit", str(HELD_OUT)
     )
     rollouts = _rlctl(
-        store, "rollout", "--model", str(model), "--temperature", "0", "--max-tokens", "32",
-        "--batch-size", "100", stdin=prompts,
+        store, "rollout", "--model", str(model), "--no-chat-template", "--temperature", "0",
+        "--max-tokens", "32", "--batch-size", "100", stdin=prompts,
     )  # fmt: skip
     judged = jsonl(_rlctl(store, "judge", "--judge", "math", stdin=rollouts))
     assert len(judged) == HELD_OUT
@@ -77,7 +77,10 @@ def arith(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The base model and its SFT checkpoint, trained once per test session."""
     root = tmp_path_factory.mktemp("arith")
     store, base = root / "store", root / "base"
-    _rlctl(store, "model", "tiny", str(base), "--hidden-size", "256", "--heads", "8")
+    _rlctl(
+        store, "model", "tiny", str(base), "--hidden-size", "256", "--heads", "8",
+        "--no-chat-template",
+    )  # fmt: skip
     train = _rlctl(store, "data", "pull", "synth:arith", "--shuffle", "--seed", "0")
     _rlctl(
         store, "train", "sft", "-c", str(SFT_RECIPE), "--model", str(base),
@@ -103,12 +106,38 @@ def test_sft_from_scratch_learns_held_out_addition(arith: dict[str, Path]) -> No
     assert sft >= 0.25, f"held-out accuracy {sft:.2f} after SFT (base {base:.2f})"
 
 
+def test_the_plain_text_model_refuses_the_chat_template(arith: dict[str, Path]) -> None:
+    """`model tiny --no-chat-template` (synth:arith's model) has no template, like a base model:
+    a run that would render one stops with one line saying which flag was forgotten, instead of
+    sampling or training the model on a format it never saw."""
+    store, env = arith["store"], {**os.environ, "HF_HUB_OFFLINE": "1"}
+    prompts = _rlctl(store, "data", "pull", "synth:arith", "--split", "test", "--limit", "2")
+    for args in (
+        ("rollout", "--max-tokens", "4"),
+        ("train", "sft", "--target", "meta.solution", "--max-steps", "1"),
+    ):
+        r = run_command(
+            ["--store", str(store), *args, "--model", str(arith["base"])],
+            prompts, env, store.parent,
+        )  # fmt: skip
+        err = r.stderr.decode()
+        assert r.returncode == 2, err
+        (line,) = err.strip().splitlines()[-1:]
+        assert "has no chat template" in line and "--no-chat-template" in line
+        assert "Traceback" not in err
+        r = run_command(
+            ["--store", str(store), *args, "--model", str(arith["base"]), "--no-chat-template"],
+            prompts, env, store.parent,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr.decode()[-2000:]
+
+
 def _pairs(store: Path, model: Path, *pull: str, swap: bool = False) -> Path:
     """`data pull | rollout -n 4 | judge --pairs`: the model's own samples, best vs worst."""
     prompts = _rlctl(store, "data", "pull", "synth:arith", *pull)
-    rollouts = _rlctl(store, "rollout", "--model", str(model), "-n", "4", "--max-tokens", "32",
-                      "--temperature", "0.7", "--batch-size", "100", "--seed", "0",
-                      stdin=prompts)  # fmt: skip
+    rollouts = _rlctl(store, "rollout", "--model", str(model), "--no-chat-template", "-n", "4",
+                      "--max-tokens", "32", "--temperature", "0.7", "--batch-size", "100",
+                      "--seed", "0", stdin=prompts)  # fmt: skip
     out = store.parent / f"pairs-{'-'.join(pull)}.jsonl"
     rows = jsonl(_rlctl(store, "judge", "--judge", "math", "--pairs", stdin=rollouts))
     if swap:  # the training pairs only: the held-out ones keep measuring the true preference
@@ -173,7 +202,8 @@ def test_grpo_raises_the_rate_of_the_rewarded_behaviour(tiny_model: Path, tmp_pa
     store = tmp_path / "store"
     prompts = _rlctl(store, "data", "pull", "synth:arith", "--limit", "400")
     _rlctl(
-        store, "train", "grpo", "--model", str(tiny_model), "--reward", "format",
+        store, "train", "grpo", "--model", str(tiny_model), "--no-chat-template",
+        "--reward", "format",
         "--set", f"judge.format.regex='{DIGIT}'", "--set", "judge.format.search=true",
         "--max-steps", "30", "--set", "trainer.max_completion_length=8",
         "--set", "trainer.num_generations=8", "--set", "trainer.per_device_train_batch_size=32",

@@ -20,7 +20,8 @@ def model() -> None:
 @model.command(
     "tiny",
     epilog="\b\nExamples:\n  rlctl model tiny ./tiny\n"
-    "  rlctl model tiny ./arith --hidden-size 256 --heads 8   # learns synth:arith in minutes\n"
+    "  rlctl model tiny ./arith --hidden-size 256 --heads 8 --no-chat-template"
+    "   # learns synth:arith in a minute\n"
     "  rlctl data pull gsm8k --sample --limit 4 | rlctl rollout --model ./tiny -n 2",
 )
 @click.argument("out", type=click.Path(file_okay=False))
@@ -41,9 +42,22 @@ def model() -> None:
     help="Attention heads, each of hidden/heads >= 32 (vLLM's CPU kernels) [hidden/32; "
     "the 128-wide default keeps its 4 heads and 2 KV heads].",
 )
+@click.option(
+    "--chat-template/--no-chat-template",
+    default=True,
+    show_default=True,
+    help="Keep Qwen2.5's chat template; off: none, a base model for plain-text prompts "
+    "(synth:arith), whose chat-template runs then stop with one line.",
+)
 @click.pass_context
 def tiny(
-    ctx: click.Context, out: str, seed: int, layers: int, hidden_size: int, heads: int | None
+    ctx: click.Context,
+    out: str,
+    seed: int,
+    layers: int,
+    hidden_size: int,
+    heads: int | None,
+    chat_template: bool,
 ) -> None:
     """A random-weight Qwen2 causal LM (~430k parameters at the defaults, head size 32) with
     rlctl's bundled tokenizer and Qwen2.5's chat template: loads in transformers and vLLM,
@@ -54,9 +68,15 @@ def tiny(
     shape = tiny_shape(layers, hidden_size, heads)
     heads = shape.get("num_attention_heads", heads)
     store = get_store(ctx)
-    config = {"out": out, "seed": seed, "layers": layers, "hidden_size": hidden_size}
+    config = {
+        "out": out,
+        "seed": seed,
+        "layers": layers,
+        "hidden_size": hidden_size,
+        "chat_template": chat_template,
+    }
     with Run(store, command_name(ctx), config={**config, "heads": heads}, seed=seed) as run:
-        summary = build_tiny(out, seed=seed, **shape)
+        summary = build_tiny(out, seed=seed, chat_template=chat_template, **shape)
         run.register_path("model", "model", out)
         run.info["config"]["model"] = summary
         run.metric("parameters", summary["parameters"])

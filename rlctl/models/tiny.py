@@ -49,9 +49,13 @@ def tiny_shape(layers: int = 2, hidden_size: int = 128, heads: int | None = None
     }
 
 
-def build_tiny(out: str | Path, seed: int = 0, **overrides: Any) -> dict[str, Any]:
+def build_tiny(
+    out: str | Path, seed: int = 0, chat_template: bool = True, **overrides: Any
+) -> dict[str, Any]:
     """Write model + tokenizer to `out` atomically (built next to it, renamed when complete);
-    returns a summary (parameters, config) for the run record."""
+    returns a summary (parameters, config) for the run record. Without `chat_template` the
+    tokenizer has none, like a base model's: a plain-text model (synth:arith) then refuses a
+    chat-template run with one line instead of being sampled in a format it never saw."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, Qwen2Config
 
@@ -66,6 +70,8 @@ def build_tiny(out: str | Path, seed: int = 0, **overrides: Any) -> dict[str, An
         raise BadInput(f"{out}: already exists; choose a new directory")
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tok = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+    if not chat_template:
+        tok.chat_template = None
     vocab = (len(tok) + 63) // 64 * 64  # padded like real checkpoints (Qwen2.5: 151,936)
     params = {**TINY, **overrides}
     config = Qwen2Config(
@@ -95,4 +101,10 @@ def build_tiny(out: str | Path, seed: int = 0, **overrides: Any) -> dict[str, An
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     n = sum(p.numel() for p in model.parameters())
-    return {"parameters": n, "vocab_size": vocab, "seed": seed, **params}
+    return {
+        "parameters": n,
+        "vocab_size": vocab,
+        "seed": seed,
+        "chat_template": chat_template,
+        **params,
+    }

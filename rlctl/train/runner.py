@@ -49,6 +49,12 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
         path = conf["chat_template_file"]
         tok.chat_template = read_chat_template(path)
         run.add_input(str(Path(path).absolute()), via="chat_template")
+    elif conf.get("chat_template", True) and not getattr(tok, "chat_template", None):
+        raise BadInput(  # as rollout says it (backends.generation.render)
+            f"{conf['model']}: the model's tokenizer has no chat template; pass "
+            "--no-chat-template (chat_template: false) to train on plain text, or "
+            "--chat-template-file FILE"
+        )
     if job.vllm_model:
         model.config._name_or_path = job.vllm_model  # what TRL's colocated vLLM loads
     rows = job.rows
