@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the main end-to-end job on the embedded store, offline: records, lineage and a
 # tiny model that visibly learns (two-digit addition: SFT from scratch, then GRPO and DPO;
-# 6-7 minutes on 2 cores, most of it the four trainers; docs/training.md has the breakdown).
+# ~3 minutes on 2 cores, most of it the four trainers; docs/training.md has the breakdown).
 set -euo pipefail
 export RLCTL_STORE="${RLCTL_STORE:-$PWD/.rlctl}"
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; }
@@ -140,7 +140,7 @@ rlctl sql "SELECT l.run_id AS run, r.command, l.parent_run_id AS read_from, l.vi
 
 say "rlctl sql: the records themselves, across every stored artifact"
 rlctl sql "SELECT source, count(*) AS records, count(DISTINCT run_id) AS runs,
-                  any_value(messages->>'\$[0].content')[:60] AS example
+                  trim(any_value(coalesce(prompt, messages->>'\$[0].content')))[:60] AS example
            FROM (SELECT * FROM prompts UNION ALL BY NAME SELECT * FROM pairs) GROUP BY 1"
 
 echo >&2
