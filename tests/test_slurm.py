@@ -96,6 +96,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         subprocess.run([str(SCRIPT), "stop"], capture_output=True)
 
 
+def test_a_second_checkout_on_the_same_ports_is_told_so(
+    cluster: dict[str, str], tmp_path: Path
+) -> None:
+    """Two checkouts' local clusters on one machine share the default ports: the second used to
+    start daemons that the first one's controller refused ("the node never became idle", six
+    Slurm tests failing in the fresh clone of session 14). It now stops before starting
+    anything, naming the port and the way out."""
+    env = {**os.environ, "RLCTL_SLURM_DIR": str(tmp_path / "other-checkout" / ".slurm")}
+    r = subprocess.run([str(SCRIPT), "start"], capture_output=True, text=True, env=env)
+    assert r.returncode == 1, r.stderr
+    assert "127.0.0.1:16817 is taken" in r.stderr and "RLCTL_SLURM_CTLD_PORT" in r.stderr
+    assert not list((tmp_path / "other-checkout" / ".slurm").glob("*.pid"))
+    # the running cluster is untouched
+    assert subprocess.run([str(SCRIPT), "status"], capture_output=True).returncode == 0
+
+
 def _submit(rlctl: Runner, cluster: dict, *args: str) -> str:
     r = rlctl("slurm", "submit", *args, "--cluster", str(LOCAL), extra_env=cluster)
     assert r.returncode == 0, r.stderr.decode()

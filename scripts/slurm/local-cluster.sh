@@ -82,6 +82,17 @@ start() {
         return 0
     fi
     stop quiet
+    # another checkout's cluster on the same ports would take this one's jobs and refuse its
+    # munge credentials ("the node never became idle"): say so instead
+    local port
+    for port in "$CTLD_PORT" "$SLURMD_PORT"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "local-cluster: 127.0.0.1:$port is taken (another checkout's local cluster?" \
+                 "its scripts/slurm/local-cluster.sh stop frees it); or choose other ports with" \
+                 "RLCTL_SLURM_CTLD_PORT and RLCTL_SLURM_SLURMD_PORT" >&2
+            exit 1
+        fi
+    done
     write_config
     # munged wants a key only its user can read, and a socket folder everyone can enter.
     if [[ ! -s "$DIR/key/munge.key" ]]; then
