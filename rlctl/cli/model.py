@@ -60,8 +60,8 @@ def tiny(
     chat_template: bool,
 ) -> None:
     """A random-weight Qwen2 causal LM (~430k parameters at the defaults, head size 32) with
-    rlctl's bundled tokenizer and Qwen2.5's chat template: loads in transformers and vLLM,
-    downloads nothing."""
+    rlctl's bundled tokenizer and Qwen2.5's chat template (none with --no-chat-template): loads
+    in transformers and vLLM, downloads nothing."""
     from rlctl.models import build_tiny
     from rlctl.models.tiny import tiny_shape
 
