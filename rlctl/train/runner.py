@@ -31,6 +31,7 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
     import datasets
     from datasets import Dataset
 
+    from rlctl.backends.generation import read_chat_template
     from rlctl.backends.generation.hf import load_causal_lm
     from rlctl.logs import quiet_transformers
     from rlctl.store.run import signals_trapped
@@ -41,20 +42,15 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
     out = run.artifact_dir / "checkpoint"
     args, rec = built.args, recipe(kind)
     own_head = conf["fp32_lm_head"] and rec.own_fp32_head
-    model, tok = load_causal_lm(conf["model"], "float32" if args.use_cpu else "auto", own_head)
+    # chats with the model's own template: a tokenizer without one stops before the weights load
+    chats = conf.get("chat_template", True) and not conf.get("chat_template_file")
+    dtype = "float32" if args.use_cpu else "auto"
+    model, tok = load_causal_lm(conf["model"], dtype, own_head, "train" if chats else None)
     run.add_model(conf["model"])
     if conf.get("chat_template_file"):  # TRL renders with the processing class's template,
-        from rlctl.backends.generation import read_chat_template  # which the checkpoint keeps
-
-        path = conf["chat_template_file"]
+        path = conf["chat_template_file"]  # which the checkpoint keeps
         tok.chat_template = read_chat_template(path)
         run.add_input(str(Path(path).absolute()), via="chat_template")
-    elif conf.get("chat_template", True) and not getattr(tok, "chat_template", None):
-        raise BadInput(  # as rollout says it (backends.generation.render)
-            f"{conf['model']}: the model's tokenizer has no chat template; pass "
-            "--no-chat-template (chat_template: false) to train on plain text, or "
-            "--chat-template-file FILE"
-        )
     if job.vllm_model:
         model.config._name_or_path = job.vllm_model  # what TRL's colocated vLLM loads
     rows = job.rows

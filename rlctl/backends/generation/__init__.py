@@ -96,14 +96,20 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+def require_chat_template(tokenizer: Any, template: str | None, to: str = "generate") -> None:
+    """One line instead of transformers' error when chats meet a tokenizer without a template
+    (a base model, `model tiny --no-chat-template`); rollout and train say it alike."""
+    if not template and not getattr(tokenizer, "chat_template", None):
+        raise BadInput(
+            "the model's tokenizer has no chat template; pass --chat-template-file FILE, "
+            f"or --no-chat-template to {to} from plain text"
+        )
+
+
 def render(tokenizer: Any, prompt: Prompt) -> str:
     """The exact text a local backend feeds the model."""
     if prompt.messages is not None:
-        if not prompt.template and not getattr(tokenizer, "chat_template", None):
-            raise BadInput(
-                "the model's tokenizer has no chat template; pass --chat-template-file FILE, "
-                "or --no-chat-template to generate from plain text"
-            )
+        require_chat_template(tokenizer, prompt.template)
         return tokenizer.apply_chat_template(
             prompt.messages,
             tokenize=False,

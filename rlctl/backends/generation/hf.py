@@ -10,6 +10,7 @@ from rlctl.backends.generation import (
     Sampling,
     engine_record,
     render,
+    require_chat_template,
     truncate_at_stop,
 )
 from rlctl.errors import BadInput
@@ -19,9 +20,12 @@ from rlctl.models.paths import require_model_path
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
-def load_causal_lm(path: str, dtype: str = "auto", fp32_lm_head: bool = False) -> tuple[Any, Any]:
+def load_causal_lm(
+    path: str, dtype: str = "auto", fp32_lm_head: bool = False, to_chat: str | None = None
+) -> tuple[Any, Any]:
     """(model, tokenizer), or one line saying why not. Shared by generation and
-    compare-logprobs, so both sides load a checkpoint the same way."""
+    compare-logprobs, so both sides load a checkpoint the same way. `to_chat` (what the chats
+    are for: "train") checks the tokenizer has a chat template before the weights load."""
     from rlctl.net import prefer_offline_hub
 
     if dtype not in DTYPES:
@@ -34,6 +38,8 @@ def load_causal_lm(path: str, dtype: str = "auto", fp32_lm_head: bool = False) -
     quiet_transformers()
     try:
         tok = AutoTokenizer.from_pretrained(path)
+        if to_chat:
+            require_chat_template(tok, None, to=to_chat)
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype="auto" if dtype == "auto" else getattr(torch, dtype)
         )
