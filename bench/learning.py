@@ -234,7 +234,10 @@ def main() -> None:
         "samples, best vs worst), then `train dpo` and `train beta-dpo` on those pairs, "
         f"{PREF_STEPS} steps, {trainer('dpo')} (TRL's SFT term leads); "
         "held-out pairs are built the same way from 100 `test` sums and evaluated before the "
-        "first step and at the end (`--eval-input`).",
+        "first step and at the end (`--eval-input`). Pair accuracy is TRL's "
+        "`rewards/accuracies`, the share of pairs whose chosen answer gets the strictly higher "
+        "implicit reward: before the first step the policy is the reference, every margin is "
+        "exactly 0, and a tie counts as wrong, so it starts at 0 where a coin would score 0.5.",
         "",
         "| seed | pairs | SFT | DPO | β-DPO | DPO held-out pair acc. | β-DPO held-out pair acc. "
         "| DPO margin | β-DPO margin | DPO wall s | β-DPO wall s |",

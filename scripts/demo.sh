@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the main end-to-end job on the embedded store, offline: records, lineage and a
 # tiny model that visibly learns (two-digit addition: SFT from scratch, then GRPO and DPO;
-# ~3 minutes on 2 cores, most of it the four trainers; docs/training.md has the breakdown).
+# ~3.5 minutes on 2 cores, most of it the four trainers; docs/training.md has the breakdown).
 set -euo pipefail
 export RLCTL_STORE="${RLCTL_STORE:-$PWD/.rlctl}"
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; }
@@ -52,7 +52,7 @@ rlctl sql "SELECT step, round(value, 3) AS loss FROM metrics
 # GRPO and the preference loop both start from the SFT checkpoint: they run side by side, one
 # OpenMP thread each (torch's small matmuls gain ~1.5x from a second thread, so two one-thread
 # jobs finish sooner than two two-thread jobs in turn); their logs go to .demo/*.log
-say "rlctl train grpo -c configs/grpo/arith-tiny.yaml --model \$SFT  (RL from the SFT checkpoint, math reward: 8 prompts x 8 samples a step; in the background)"
+say "rlctl train grpo -c configs/grpo/arith-tiny.yaml --model \$SFT  (RL from the SFT checkpoint, math reward: 16 prompts x 8 samples a step; in the background)"
 grpo_branch() {
   export OMP_NUM_THREADS=1
   rlctl data pull synth:arith --shuffle --seed 1 --limit 2000 \
