@@ -49,6 +49,11 @@ rlctl runs plot "$SFT_RUN" --metric loss -o .demo/sft-loss.png > /dev/null 2>&1
 rlctl sql "SELECT step, round(value, 3) AS loss FROM metrics
            WHERE name = 'loss' AND step % 25 = 1 AND run_id = '$SFT_RUN' ORDER BY step"
 
+# the GSM8K rows lm-eval scores below, pulled before the trainers start so that the newest
+# `data pull` is this one (the trainers' branches pull too)
+rlctl data pull gsm8k --sample --limit 16 > /dev/null 2>&1
+GSM8K_PULL=$(newest_run 'data pull')
+
 # GRPO and the preference loop both start from the SFT checkpoint: they run side by side, one
 # OpenMP thread each (torch's small matmuls gain ~1.5x from a second thread, so two one-thread
 # jobs finish sooner than two two-thread jobs in turn); their logs go to .demo/*.log
@@ -78,6 +83,33 @@ preference_branch() {
 } 2>> .demo/dpo.log
 preference_branch &
 PREF_PID=$!
+# while the trainers work (their output goes to .demo/*.log): lm-eval on the SFT model, for
+# the lineage it records, and what the store holds so far (the trainers show as running)
+say "rlctl eval gsm8k --model \$SFT --shots 0 --data \$GSM8K_PULL  (lm-eval, offline, while the trainers run: for the lineage below; an adder scores 0 on GSM8K)"
+rlctl eval gsm8k --model "$SFT" --shots 0 --data "$GSM8K_PULL" \
+    --gen-kwargs max_gen_toks=48 2>> .demo/eval.log > /dev/null
+EVAL_RUN=$(newest_run 'eval')
+
+say "rlctl sql: every eval score walked back to its model, training run, data and pull (cookbook query 11)"
+# the cookbook's own text, so the documented query is the one the demo runs
+LINEAGE=$(awk '/^```sql$/{n++; on=(n==11); next} /^```$/{on=0} on' docs/cookbook.md)
+rlctl sql "$LINEAGE"
+
+say "rlctl sql: the training and eval runs so far, newest first (GRPO and DPO are still running)"
+rlctl sql "SELECT run_id, command, status, round(duration_s, 2) AS seconds
+           FROM runs WHERE command LIKE 'train %' OR command = 'eval' ORDER BY started_at DESC"
+
+say "rlctl sql: the eval's artifacts and lineage"
+rlctl sql "SELECT a.name, a.kind, a.format, a.records, a.complete
+           FROM artifacts a WHERE a.run_id = '$EVAL_RUN' ORDER BY a.created_at"
+rlctl sql "SELECT r.command, l.parent_run_id AS read_from, l.via
+           FROM lineage l JOIN runs r USING (run_id) WHERE l.run_id = '$EVAL_RUN'"
+
+say "rlctl sql: the records themselves, across every stored artifact"
+rlctl sql "SELECT source, count(*) AS records, count(DISTINCT run_id) AS runs,
+                  trim(any_value(coalesce(prompt, messages->>'\$[0].content')))[:60] AS example
+           FROM (SELECT * FROM prompts UNION ALL BY NAME SELECT * FROM pairs) GROUP BY 1"
+
 wait "$GRPO_PID"  # set -e: a failed branch stops the demo here
 wait "$PREF_PID"
 
@@ -118,30 +150,6 @@ rlctl sql "SELECT coalesce(r.command, 'base (random weights)') AS trained_by, co
                               ORDER BY started_at DESC LIMIT 5)
            GROUP BY 1 ORDER BY accuracy"
 
-say "rlctl eval gsm8k --model \$SFT --shots 0 --data latest:data-pull  (lm-eval, offline: for the lineage below; an adder scores 0 on GSM8K)"
-rlctl data pull gsm8k --sample --limit 16 > /dev/null
-rlctl eval gsm8k --model "$SFT" --shots 0 --data latest:data-pull \
-    --gen-kwargs max_gen_toks=48 2>> .demo/eval.log > /dev/null
-
-say "rlctl sql: every eval score walked back to its model, training run, data and pull (cookbook query 11)"
-# the cookbook's own text, so the documented query is the one the demo runs
-LINEAGE=$(awk '/^```sql$/{n++; on=(n==11); next} /^```$/{on=0} on' docs/cookbook.md)
-rlctl sql "$LINEAGE"
-
-say "rlctl sql: the runs just made, newest first"
-rlctl sql "SELECT run_id, command, status, round(duration_s, 2) AS seconds
-           FROM runs ORDER BY started_at DESC LIMIT 8"
-
-say "rlctl sql: their artifacts and lineage"
-rlctl sql "SELECT a.run_id, a.name, a.kind, a.format, a.records, a.complete
-           FROM artifacts a ORDER BY a.created_at DESC LIMIT 3"
-rlctl sql "SELECT l.run_id AS run, r.command, l.parent_run_id AS read_from, l.via
-           FROM lineage l JOIN runs r USING (run_id) ORDER BY r.started_at DESC LIMIT 3"
-
-say "rlctl sql: the records themselves, across every stored artifact"
-rlctl sql "SELECT source, count(*) AS records, count(DISTINCT run_id) AS runs,
-                  trim(any_value(coalesce(prompt, messages->>'\$[0].content')))[:60] AS example
-           FROM (SELECT * FROM prompts UNION ALL BY NAME SELECT * FROM pairs) GROUP BY 1"
-
 echo >&2
+echo "plots: .demo/reward.png (GRPO reward per step), .demo/sft-loss.png" >&2
 echo "store: $RLCTL_STORE  (try: rlctl runs ls, rlctl runs show latest)" >&2
