@@ -51,7 +51,7 @@ rlctl sql "SELECT step, round(value, 3) AS loss FROM metrics
 
 # the GSM8K rows lm-eval scores below, pulled before the trainers start so that the newest
 # `data pull` is this one (the trainers' branches pull too)
-rlctl data pull gsm8k --sample --limit 16 > /dev/null 2>&1
+rlctl data pull gsm8k --sample --limit 16 > /dev/null
 GSM8K_PULL=$(newest_run 'data pull')
 
 # GRPO and the preference loop both start from the SFT checkpoint: they run side by side, one
