@@ -36,6 +36,7 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
     from rlctl.logs import quiet_transformers
     from rlctl.store.run import signals_trapped
     from rlctl.train.callbacks import CheckpointState, StopOnSignal, StoreMetrics
+    from rlctl.train.data import prompt_format
 
     quiet_transformers()
     datasets.disable_progress_bars()
@@ -43,7 +44,7 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
     args, rec = built.args, recipe(kind)
     own_head = conf["fp32_lm_head"] and rec.own_fp32_head
     # chats with the model's own template: a tokenizer without one stops before the weights load
-    chats = conf.get("chat_template", True) and not conf.get("chat_template_file")
+    chats = prompt_format(conf).chat_template and not conf.get("chat_template_file")
     dtype = "float32" if args.use_cpu else "auto"
     model, tok = load_causal_lm(conf["model"], dtype, own_head, "train" if chats else None)
     run.add_model(conf["model"])
