@@ -139,10 +139,13 @@ def check_keys(
     open_sections: Iterable[str] = (),
     prefix: str = "",
     section_keys: Mapping[str, Callable[[], Iterable[str]]] | None = None,
+    moved: Mapping[str, str] | None = None,
 ) -> None:
     """Unknown keys are one line with the nearest known key; a key that belongs to an open
     section (`num_generations`, which is TRL's `trainer.num_generations`) is named there.
-    `section_keys` gives an open section's keys, asked only when a key is unknown."""
+    `section_keys` gives an open section's keys, asked only when a key is unknown. `moved`
+    says where a value went that a section's name once held (`rlctl judge`'s list of judges,
+    now `reward`), for a config written before."""
     open_set = set(open_sections)
     for key, value in data.items():
         dotted = f"{prefix}{key}"
@@ -162,14 +165,18 @@ def check_keys(
         if isinstance(defaults[key], Mapping) and defaults[key] and isinstance(value, Mapping):
             check_keys(value, defaults[key], where, open_set, prefix=f"{dotted}.")
         elif isinstance(defaults[key], Mapping) and defaults[key] and dotted not in open_set:
-            raise BadInput(f"{where}: {dotted!r} is a section; set its keys, e.g. {dotted}.KEY=…")
+            was = (moved or {}).get(dotted)
+            fix = f"; {was}" if was else ""
+            raise BadInput(
+                f"{where}: {dotted!r} is a section; set its keys, e.g. {dotted}.KEY=…{fix}"
+            )
         elif (
             isinstance(value, Mapping)
             and value
             and defaults[key] is not None  # None: the key takes whatever it is given
             and not isinstance(defaults[key], Mapping)
         ):
-            # `judge.format.regex` where `judge` is a list: it would be replaced, not merged
+            # `stop.x` where `stop` is a list: it would be replaced, not merged
             leaf = next(iter(value))
             flat = f"{key}_{leaf}" if f"{key}_{leaf}" in defaults else None
             nested = value[leaf]
@@ -190,14 +197,16 @@ def resolve(
     flags: Mapping[str, Any] | None = None,
     open_sections: Iterable[str] = (),
     section_keys: Mapping[str, Callable[[], Iterable[str]]] | None = None,
+    moved: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The config a run actually used; it is saved whole into run.json."""
     config = dict(defaults)
+    checks = {"section_keys": section_keys, "moved": moved}
     if file:
         from_file = load_file(file)
-        check_keys(from_file, defaults, str(file), open_sections, section_keys=section_keys)
+        check_keys(from_file, defaults, str(file), open_sections, **checks)
         config = merge(config, from_file)
     from_sets = parse_sets(sets)
-    check_keys(from_sets, defaults, "--set", open_sections, section_keys=section_keys)
+    check_keys(from_sets, defaults, "--set", open_sections, **checks)
     config = merge(config, from_sets)
     return merge(config, flags or {})

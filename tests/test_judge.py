@@ -279,14 +279,55 @@ def test_a_judge_option_of_the_wrong_type_is_one_line(rlctl: Runner, tmp_path: P
     line = r.stderr.decode().strip().splitlines()[-1]
     assert r.returncode == 2, line
     assert "format_regex: expected a string, got ['0-9']" in line and "quote" in line, line
-    # in `rlctl judge`, `judge` is the list of judges: a section-style key was dropped silently
-    r = rlctl(*judge, "judge.format.regex=x")
+    # the judge's own section, as in a grpo recipe: the same check, under its section name
+    r = rlctl(*judge, "judge.format.regex=[0-9]")
     line = r.stderr.decode().strip().splitlines()[-1]
-    assert r.returncode == 2 and "'judge' is not a section" in line, line
-    assert "did you mean 'format_regex'?" in line, line
+    assert r.returncode == 2 and "judge.format.regex: expected a string" in line, line
+    r = rlctl(*judge, "judge.format.regx=x")
+    line = r.stderr.decode().strip().splitlines()[-1]
+    assert r.returncode == 2 and "did you mean 'judge.format.regex'?" in line, line
     r = rlctl(
         "train", "grpo", "-i", str(rollouts), "--model", "m", "--reward", "code",
         "--set", "judge.code.timeout=soon",
     )  # fmt: skip
     line = r.stderr.decode().strip().splitlines()[-1]
     assert r.returncode == 2 and "judge.code.timeout: expected a number, got 'soon'" in line, line
+
+
+def test_rlctl_judge_reads_the_judge_section_of_a_grpo_recipe(
+    rlctl: Runner, tmp_path: Path, sql
+) -> None:
+    """`rlctl judge` takes each judge's options in its `judge.NAME` section, as `train grpo
+    --reward` does (issue 14): `--set judge.format.regex=...` used to be refused ("'judge' is
+    not a section"), and the rm judge's error advised a `judge.rm.model` that rlctl judge did
+    not take. A config file with a grpo recipe's `reward:` list and `judge:` block judges the
+    same way in both commands; a flag given still wins over the section."""
+    rollouts = tmp_path / "r.jsonl"
+    rollouts.write_text(
+        '{"id": "a", "prompt": "p", "completion": "42"}\n'
+        '{"id": "b", "prompt": "p", "completion": "forty-two"}\n'
+    )
+    digits = ["judge", "-i", str(rollouts), "--judge", "format"]
+    r = rlctl(*digits, "--set", "judge.format.regex='[0-9]+'")
+    assert r.returncode == 0, r.stderr
+    assert [x["reward"] for x in jsonl(r.stdout)] == [1.0, 0.0]
+    recipe = tmp_path / "judging.yaml"
+    recipe.write_text("reward: [format]\njudge:\n  format: {regex: '[a-z-]+'}\n")
+    r = rlctl("judge", "-i", str(rollouts), "-c", str(recipe))
+    assert r.returncode == 0, r.stderr
+    assert [x["reward"] for x in jsonl(r.stdout)] == [0.0, 1.0]
+    r = rlctl("judge", "-i", str(rollouts), "-c", str(recipe), "--format-regex", "[0-9]+")
+    assert [x["reward"] for x in jsonl(r.stdout)] == [1.0, 0.0]
+    regexes = [c["config"]["judge"]["format"]["regex"] for c in sql(
+        "SELECT config FROM runs WHERE command = 'judge' ORDER BY started_at")]  # fmt: skip
+    assert regexes == ["[0-9]+", "[a-z-]+", "[0-9]+"]  # each run records what its judge used
+    (tmp_path / "before.yaml").write_text("judge: [format]\n")  # the list's old key
+    r = rlctl("judge", "-i", str(rollouts), "-c", str(tmp_path / "before.yaml"))
+    line = r.stderr.decode().strip().splitlines()[-1]
+    assert r.returncode == 2 and "the list of judges is `reward`" in line, line
+    r = rlctl("judge", "-i", str(rollouts), "--judge", "rm")
+    line = r.stderr.decode().strip().splitlines()[-1]
+    assert r.returncode == 2 and "judge.rm.model" in line, line
+    r = rlctl("judge", "-i", str(rollouts), "--judge", "rm", "--set", "judge.rm.model=./nope")
+    line = r.stderr.decode().strip().splitlines()[-1]
+    assert r.returncode == 2 and "./nope" in line, line  # the section reached the judge

@@ -258,3 +258,20 @@ def test_pairwise_without_references_stops_instead_of_scoring_null(
     lines = r.stderr.decode().strip().splitlines()
     assert r.returncode == 2 and "no record has a reference" in lines[-1], lines
     assert "--llm-mode samples" in lines[-1]
+
+
+def test_judge_llm_model_in_its_section_reaches_the_server(
+    rlctl: Runner, tmp_path: Path, sql
+) -> None:
+    """`--set judge.llm.model=J` (the key a grpo recipe uses) names the model rlctl judge
+    sends to the judge endpoint, as `--model` does."""
+    _write(tmp_path)
+    with ChatServer(models=("J",)) as server:
+        r = rlctl(
+            "judge", "-i", "r.jsonl", "--judge", "llm",
+            "--set", "judge.llm.model=J", "--set", f"judge.llm.base_url={server.url}",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert {req["model"] for req in server.requests} == {"J"}
+    (row,) = sql("SELECT config FROM runs WHERE command = 'judge'")
+    assert row["config"]["judge"]["llm"]["model"] == "J"

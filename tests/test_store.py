@@ -589,7 +589,7 @@ def test_runs_diff_names_what_differs_and_nothing_else(rlctl: Runner, tmp_path: 
     assert same.returncode == 0 and "no recorded difference" in same.stderr.decode()
 
 
-def test_replay_reproduces_the_run(rlctl: Runner, tmp_path: Path) -> None:
+def test_replay_reproduces_the_run(rlctl: Runner, tmp_path: Path, store: Path) -> None:
     """`runs show RUN --replay` prints a command line; running it makes a run that `runs diff`
     finds identical in config, inputs and metrics (a pull with flags and --set; a judge of a
     file with several judges)."""
@@ -618,6 +618,15 @@ def test_replay_reproduces_the_run(rlctl: Runner, tmp_path: Path) -> None:
             line,
             rows,
         )
+    # a judge run recorded before the `judge` options section listed its judges under `judge`
+    meta_path = next(store.glob("runs/*-judge-*/run.json"))
+    meta = orjson.loads(meta_path.read_bytes())
+    old = {k: v for k, v in meta["config"].items() if k not in ("reward", "judge")}
+    meta["config"] = {**old, "judge": meta["config"]["reward"]}
+    meta_path.write_bytes(orjson.dumps(meta))
+    line = rlctl("runs", "show", meta_path.parent.name, "--replay").stdout.decode().strip()
+    assert "--set 'reward=[math, format=0.1]'" in line, line
+    assert rlctl(shell=line.replace("rlctl", "$RLCTL", 1) + " > /dev/null").returncode == 0
 
 
 def test_latest_is_the_last_started_even_within_one_second(rlctl: Runner, store: Path) -> None:

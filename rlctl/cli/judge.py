@@ -16,7 +16,7 @@ from rlctl.cli.common import (
     resolve_config,
     stage_options,
 )
-from rlctl.stages.judge import OPTIONS
+from rlctl.stages.judge import DEFAULTS, OPTIONS
 from rlctl.store import Run
 
 log = logging.getLogger("rlctl")
@@ -28,6 +28,7 @@ Examples:
   rlctl judge -i rollouts.jsonl --judge math --mode strict -o judged.parquet
   rlctl judge -i mbpp-rollouts.jsonl --judge code --workers 8 --timeout 5
   rlctl judge -i rollouts.jsonl --judge llm --base-url http://127.0.0.1:8000/v1 --model judge
+  rlctl judge -i rollouts.jsonl --judge llm --set judge.llm.model=J --set judge.llm.base_url=URL
   rlctl judge -i rollouts.jsonl --judge math --pairs | rlctl train dpo -i -
 
 \b
@@ -35,7 +36,8 @@ Judges: math (answer vs reference; --mode auto|strict|answer-tag|boxed|flexible)
 (regex on the output's shape), code (run the code against the reference tests in a sandbox),
 llm (an OpenAI-compatible judge; key from $OPENAI_API_KEY, never stored), rm (a reward model),
 ifeval (lm-eval's IFEval instruction checkers; --ifeval-mode strict|loose), or any importable
-TRL reward function as module:function. See docs/judges.md.
+TRL reward function as module:function. Each judge's options are also its config section,
+judge.NAME.KEY, as in a grpo recipe. See docs/judges.md.
 """
 
 
@@ -47,9 +49,9 @@ TRL reward function as module:function. See docs/judges.md.
 @click.pass_context
 def judge(ctx: click.Context, inputs: tuple[str, ...], output: str | None, **_: object) -> None:
     """Score rollout records; judged records are stored, and streamed when piped."""
-    from rlctl.stages.judge import DEFAULTS, build_judges, judge_dry_run, judge_run
+    from rlctl.stages.judge import MOVED, build_judges, judge_dry_run, judge_run
 
-    conf = resolve_config(ctx, DEFAULTS, OPTIONS)
+    conf = resolve_config(ctx, DEFAULTS, OPTIONS, moved=MOVED)
     store = get_store(ctx)
     if dry_run(ctx, store, conf, DEFAULTS, lambda run: judge_dry_run(store, run, conf, inputs)):
         return

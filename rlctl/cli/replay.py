@@ -33,6 +33,8 @@ INPUT_VIAS = {"artifact", "file", "record"}
 def replay_line(store: Store, run: dict[str, Any]) -> str:
     words = str(run.get("command") or "").split()
     config = dict(run.get("config") or {})
+    if words == ["judge"] and isinstance(config.get("judge"), list):
+        config["reward"] = config.pop("judge")  # recorded before the `judge` options section
     if words == ["eval"]:
         words = ["eval", "suite" if "suite" in config else "run"]
     table = DEFAULTS_OF.get(" ".join(words[:2])) or DEFAULTS_OF.get(words[0] if words else "")

@@ -6,6 +6,7 @@ any input; pairs keep only the best and worst sample per prompt.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import math
@@ -15,28 +16,35 @@ from typing import Any
 import orjson
 
 from rlctl.backends.judges import WeightedJudge
-from rlctl.backends.judges.options import flat_options
+from rlctl.backends.judges.options import JUDGE_DEFAULTS, flat_options, judge_section
 from rlctl.errors import BadInput
 from rlctl.options import ENDPOINT, Option, defaults
 from rlctl.store import Run, Store
 
 log = logging.getLogger(__name__)
 
-# the judges' flat flags are their options' (type, default, help: backends/judges/options.py)
+EXTRA = {"model": ("llm", "model")}  # `rlctl judge --model` is the llm judge's model
+
+# The config has the shape of a grpo recipe's: `reward` lists the judges (`--judge`) and the
+# `judge` section holds each one's options (`judge.llm.model`, `judge.code.timeout`), so the
+# same block configures judging in `rlctl judge -c` and `train grpo -c`. The flat flags are
+# those options' (type, default, help: backends/judges/options.py) and fill the same section.
 OPTIONS: dict[str, Option] = {
-    "judge": Option(
+    "reward": Option(
         ["math"],
         "Judge (repeatable); SOURCE: only for records with that source",
         list,
+        flags=("--judge",),
         metavar="[SOURCE:]NAME[=WEIGHT]",
     ),
-    **flat_options({"model": ("llm", "model")}),  # EXTRA
+    **flat_options(EXTRA),
     "endpoint": ENDPOINT["endpoint"],
     "batch_size": Option(64, "Records per judge batch", int, min=1),
     "pairs": Option(False, "Emit best-vs-worst pair records per prompt", bool),
+    "judge": Option(JUDGE_DEFAULTS, "each judge's own options (judge.llm.model, ...)", dict),
 }
 DEFAULTS = defaults(OPTIONS)
-EXTRA = {"model": ("llm", "model")}  # `rlctl judge --model` is the llm judge's model
+MOVED = {"judge": "the list of judges is `reward` (as in a grpo recipe), or --judge NAME"}
 
 
 def judge_records(
@@ -201,22 +209,25 @@ def build_judges(store: Store, conf: dict[str, Any]) -> tuple[WeightedJudge, dic
     from rlctl.backends.judges import build_all
 
     section, endpoint = judge_options(store, conf)
-    return build_all(conf["judge"], section), endpoint
+    return build_all(conf["reward"], section), endpoint
 
 
 def judge_options(store: Store, conf: dict[str, Any]) -> tuple[dict[str, Any], dict | None]:
-    """The judges' option sections, and the `serve` endpoint an llm judge reaches."""
+    """The judges' option sections, and the `serve` endpoint an llm judge reaches. The
+    resolved sections (the `judge:` section, then the flat flags given) replace
+    `conf["judge"]`, so the run records the options each judge used."""
     from rlctl.backends.judges import parse_spec
-    from rlctl.backends.judges.options import judge_section
     from rlctl.stages.engines import resolve_endpoint
 
     endpoint = None
     if conf["endpoint"]:
-        if not any(parse_spec(s)[0] == "llm" for s in conf["judge"]):
+        if not any(parse_spec(s)[0] == "llm" for s in conf["reward"]):
             raise BadInput("--endpoint is for --judge llm (the judge model's server)")
         endpoint = resolve_endpoint(store, conf)
-    flat = {**conf, "cache_dir": str(store.root / "cache" / "llm")}
-    return judge_section(None, flat, DEFAULTS, extra=EXTRA), endpoint
+    conf["judge"] = judge_section(conf["judge"], conf, DEFAULTS, extra=EXTRA)
+    section = copy.deepcopy(conf["judge"])
+    section["llm"]["cache_dir"] = section["llm"]["cache_dir"] or str(store.root / "cache" / "llm")
+    return section, endpoint
 
 
 def judge_dry_run(
@@ -229,11 +240,11 @@ def judge_dry_run(
     from rlctl.stages import dry_run
 
     section, endpoint = judge_options(store, conf)
-    names = [parse_spec(s)[0] for s in conf["judge"]]
-    built = [s for s, n in zip(conf["judge"], names, strict=True) if n != "rm"]
+    names = [parse_spec(s)[0] for s in conf["reward"]]
+    built = [s for s, n in zip(conf["reward"], names, strict=True) if n != "rm"]
     if built or not names:
         build_all(built, section)  # what is wrong with a judge's spec or options, said now
-    found = [("judges", ", ".join(conf["judge"]))]
+    found = [("judges", ", ".join(conf["reward"]))]
     if "rm" in names:
         if not section["rm"]["model"]:
             raise BadInput("--judge rm needs --rm-model PATH (or judge.rm.model)")
