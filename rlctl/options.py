@@ -6,6 +6,7 @@ Click-free: a notebook validates a config the same way."""
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -96,6 +97,47 @@ def check_all(conf: dict[str, Any], options: Mapping[str, Option]) -> None:
     for key, opt in options.items():
         if key in conf:
             conf[key] = check(key, opt, conf[key])
+
+
+Tables = Mapping[str, Mapping[str, Option]]  # a component's name -> its options
+
+
+def sections(
+    tables: Tables,
+    given: Mapping[str, Any] | None,
+    flat: Mapping[str, Any] | None,
+    flat_keys: Mapping[str, tuple[str, str]],
+    flat_defaults: Mapping[str, Any] | None = None,
+    prefix: str = "",
+) -> dict[str, dict[str, Any]]:
+    """Each component's options (a judge's, a generation backend's): its defaults, then its
+    section of the config (`judge.llm.model`, `vllm.max_model_len`), then the flat keys that
+    differ from their defaults (a flag given: `--model`, `--max-model-len`). `flat_keys` maps
+    a flat key to the (component, option) it fills. Every value is checked by its `Option`,
+    and a bad one is one line naming where it came from."""
+    out = {name: copy.deepcopy(defaults(options)) for name, options in tables.items()}
+    for name, options in (given or {}).items():
+        checked = {
+            k: _check_in(tables, name, k, v, f"{prefix}{name}.{k}")
+            for k, v in (options or {}).items()
+        }
+        out.setdefault(name, {}).update(checked)
+    unset = flat_defaults or {}
+    for key, (name, option) in flat_keys.items():
+        if flat is not None and key in flat and flat[key] != unset.get(key):
+            out[name][option] = _check_in(tables, name, option, flat[key], key)
+    return out
+
+
+def _check_in(tables: Tables, name: str, key: str, value: Any, shown: str) -> Any:
+    opt = tables.get(name, {}).get(key)
+    return value if opt is None else check(shown, opt, value)
+
+
+def flat_options(tables: Tables, flat_keys: Mapping[str, tuple[str, str]]) -> dict[str, Option]:
+    """A command's flat flags, each the component option it fills (type, default, help)."""
+    options = {flat: tables[name][key] for flat, (name, key) in flat_keys.items()}
+    return {flat: opt for flat, opt in options.items() if opt.flags != ()}
 
 
 def _shown(value: Any) -> str:

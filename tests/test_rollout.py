@@ -151,3 +151,39 @@ def test_engine_dtype_is_read_from_the_engine_and_defaults_are_visible(tmp_path:
     assert engine_record("openai-compatible server", None, None, None)["dtype_chosen_by"] == (
         "unknown"
     )
+
+
+def test_each_backend_reads_its_own_section(rlctl: Runner, sql, tmp_path: Path) -> None:
+    """Each generation backend's options are its own config section (`openai.api`,
+    `hf.batch_size`, `vllm.max_model_len`), filled by the flat flags too, as each judge has
+    `judge.NAME` (issue 14). Before, `--set openai.api=...` was an unknown key, and an option
+    of a backend not running (`--batch-size` with --backend openai) was dropped in silence:
+    now it is said on stderr, and the run records every section as resolved."""
+    from tests.chat_server import ChatServer
+
+    prompts = _prompts(tmp_path, 2)
+    with ChatServer(complete=lambda p: "#### 4", models=("served",)) as server:
+        r = rlctl(
+            "rollout", "-i", str(prompts), "--backend", "openai", "--base-url", server.url,
+            "--set", "openai.api=completions", "--batch-size", "8",
+            "--set", "vllm.enforce_eager=true",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        bodies = list(server.requests)
+    assert len(bodies) == 2 and all("prompt" in b and "messages" not in b for b in bodies)
+    assert [x["completion"] for x in jsonl(r.stdout)] == ["#### 4", "#### 4"]
+    err = r.stderr.decode()
+    assert (
+        "--backend openai does not read hf.batch_size (--batch-size), "
+        "vllm.enforce_eager (--enforce-eager)" in err
+    ), err
+    (row,) = sql("SELECT config FROM runs WHERE command = 'rollout'")
+    conf = row["config"]
+    assert conf["openai"] == {"api": "completions", "concurrency": 16}
+    assert conf["hf"] == {"batch_size": 8} and conf["vllm"]["enforce_eager"] is True
+    bad = rlctl("rollout", "-i", str(prompts), "--model", "m", "--set", "vllm.max_model_len=big")
+    line = bad.stderr.decode().strip().splitlines()[-1]
+    assert bad.returncode == 2 and "vllm.max_model_len: expected an integer" in line, line
+    bad = rlctl("rollout", "-i", str(prompts), "--model", "m", "--set", "openai.concurency=4")
+    line = bad.stderr.decode().strip().splitlines()[-1]
+    assert bad.returncode == 2 and "did you mean 'openai.concurrency'?" in line, line

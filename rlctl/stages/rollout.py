@@ -4,14 +4,18 @@ memory stays flat and the next stage starts before the last prompt is generated.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from rlctl.backends.generation import BACKENDS, Backend, Prompt, Sampling
+from rlctl.backends.generation.options import flat_options, section_options
 from rlctl.errors import BadInput
-from rlctl.options import ENDPOINT, VLLM_ENGINE, Option, defaults, precision
+from rlctl.options import ENDPOINT, Option, defaults, precision
 from rlctl.store import Run, Store
+
+log = logging.getLogger(__name__)
 
 OPTIONS: dict[str, Option] = {
     "model": Option(None, "Local path or hub id (openai: the served model name)"),
@@ -38,11 +42,10 @@ OPTIONS: dict[str, Option] = {
     ),
     "logprobs": Option(False, "Record token ids and sampled-token logprobs", bool),
     **precision("hf/vllm", "auto"),
-    "batch_size": Option(16, "hf: prompts per generate call", int, min=1),
     **ENDPOINT,
-    "api": Option("chat", "openai: which API", choices=("chat", "completions")),
-    "concurrency": Option(16, "openai: requests in flight", int, min=1),
-    **VLLM_ENGINE,
+    # each backend's own options: flat flags, and its section (`vllm.max_model_len`)
+    **flat_options(),
+    **section_options(),
 }
 DEFAULTS = defaults(OPTIONS)
 
@@ -100,10 +103,21 @@ def rollouts(
 
 def check_conf(store: Store, conf: dict[str, Any]) -> dict | None:
     """What can be wrong before a run exists: the model or endpoint, -n, --max-tokens, the
-    sampling settings. Returns the `serve` endpoint an openai backend reaches."""
+    sampling settings. Each backend's section is resolved in `conf`, and an option set for
+    a backend that is not running is said on stderr. Returns the `serve` endpoint an openai
+    backend reaches."""
+    from rlctl.backends.generation.options import fill_sections, unused
     from rlctl.stages.engines import resolve_endpoint
     from rlctl.stages.streams import guard_stdout
 
+    fill_sections(conf, DEFAULTS)
+    ignored = unused(conf)
+    if ignored:
+        log.warning(
+            "--backend %s does not read %s (set for another backend); ignored",
+            conf["backend"],
+            ", ".join(ignored),
+        )
     endpoint = None
     if conf["backend"] == "openai":
         endpoint = resolve_endpoint(store, conf)
@@ -160,13 +174,14 @@ def rollout_run(
     """`rlctl rollout` inside its run: prompts in, rollouts stored and streamed, the engine
     that really ran recorded. Returns the records written."""
     from rlctl.backends.generation import make_backend
+    from rlctl.backends.generation.options import backend_options
     from rlctl.stages.engines import link_model, record_engine
     from rlctl.stages.streams import emit, open_inputs, progress
 
     reader = open_inputs(store, run, inputs, "prompt")
     link_model(run, conf, endpoint)
     prompts = itertools.islice(reader, conf["limit"]) if conf["limit"] is not None else reader
-    backend = make_backend(conf["backend"], conf, endpoint)
+    backend = make_backend(conf["backend"], backend_options(conf), endpoint)
     try:
         run.info["config"]["model"] = backend.model
         engine = record_engine(run, backend.engine)
@@ -177,7 +192,7 @@ def rollout_run(
             chat_template=bool(conf["chat_template"]),
             system_prompt=conf["system_prompt"],
             template=use_template(run, conf),
-            chunk=max(1, int(conf["batch_size"])) * 4,
+            chunk=backend.chunk,
             generator=engine,
         )
         n = emit(run, progress(records, "generating"), "rollout", name="rollouts", output=output)

@@ -90,6 +90,9 @@ class Backend(Protocol):
     model: str
     # What the generator actually ran (`engine_record`): recorded in the run and every record.
     engine: dict[str, Any]
+    # Prompts `rollout` hands to `generate` at once: enough to keep the engine busy (hf: 4
+    # batches; openai: 4 per request in flight), few enough that memory stays flat.
+    chunk: int
 
     def generate(self, prompts: list[Prompt], sampling: Sampling) -> list[list[Generation]]: ...
 

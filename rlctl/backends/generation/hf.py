@@ -87,7 +87,7 @@ class HFBackend:
         return cls(
             options["model"],
             dtype=options.get("dtype") or "auto",
-            batch_size=int(options.get("batch_size") or 16),
+            batch_size=int(options["batch_size"]),
             fp32_lm_head=bool(options.get("fp32_lm_head")),
             seed=options.get("seed"),
         )
@@ -111,6 +111,7 @@ class HFBackend:
         self.engine = engine_record("transformers", str(self.lm.dtype), dtype, fp32_lm_head, model)
         self.tok.padding_side = "left"
         self.batch_size = batch_size
+        self.chunk = 4 * batch_size
         self.torch = torch
         self.eos_ids = self._eos_ids()
         from transformers import set_seed

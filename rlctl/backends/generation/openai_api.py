@@ -25,8 +25,8 @@ class OpenAIBackend:
         return cls(
             base_url=options["base_url"],
             model=options.get("model"),
-            concurrency=int(options.get("concurrency") or 16),
-            api=options.get("api") or "chat",
+            concurrency=int(options["concurrency"]),
+            api=options["api"],
             endpoint=endpoint,
         )
 
@@ -53,6 +53,7 @@ class OpenAIBackend:
             timeout=600,
         )
         self.api = api
+        self.chunk = 4 * concurrency
         self.model = model or self._served_model()
         if endpoint is not None:  # an `rlctl serve` run recorded what its engine runs
             self.engine = engine_record(

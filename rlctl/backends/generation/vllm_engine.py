@@ -23,6 +23,7 @@ def fp32_head_overrides() -> dict[str, Any]:
 
 class VLLMBackend:
     name = "vllm"
+    chunk = 64  # the engine batches continuously; a chunk only bounds memory
 
     @classmethod
     def from_options(cls, options: dict[str, Any], endpoint: dict[str, Any] | None) -> VLLMBackend:

@@ -8,11 +8,11 @@ the same way wherever it runs, and no option of the trainer (its policy `model`,
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
-from rlctl.options import Option, check, defaults
+from rlctl.options import Option, defaults, sections
+from rlctl.options import flat_options as options_for_flags
 
 MATH_MODES = ("auto", "strict", "answer-tag", "boxed", "flexible")
 
@@ -99,27 +99,10 @@ def judge_section(
     """The judges' options: defaults, then the `judge:` section, then flat keys that differ
     from their defaults (a flag given, or an older recipe's flat key). `extra` maps more flat
     keys for one command (`rlctl judge --model` is the llm judge's model)."""
-    out = copy.deepcopy(JUDGE_DEFAULTS)
-    for name, options in (section or {}).items():
-        out.setdefault(name, {}).update(
-            {k: check_type(name, k, v, f"judge.{name}.{k}") for k, v in (options or {}).items()}
-        )
-    given = flat_defaults or {}
-    for key, (name, option) in {**FLAT, **(extra or {})}.items():
-        if flat is not None and key in flat and flat[key] != given.get(key):
-            out[name][option] = check_type(name, option, flat[key], key)
-    return out
-
-
-def check_type(judge: str, key: str, value: Any, shown: str) -> Any:
-    """The value as the judge's option takes it, or one line naming `shown` (the section key,
-    or the flat flag it came from)."""
-    opt = JUDGE_OPTIONS.get(judge, {}).get(key)
-    return value if opt is None else check(shown, opt, value)
+    flat_keys = {**FLAT, **(extra or {})}
+    return sections(JUDGE_OPTIONS, section, flat, flat_keys, flat_defaults, prefix="judge.")
 
 
 def flat_options(extra: Mapping[str, tuple[str, str]] | None = None) -> dict[str, Option]:
     """`rlctl judge`'s flags: each is the judge option it fills (type, default, help)."""
-    mapping = {**FLAT, **(extra or {})}
-    options = {flat: JUDGE_OPTIONS[judge][key] for flat, (judge, key) in mapping.items()}
-    return {flat: opt for flat, opt in options.items() if opt.flags != ()}
+    return options_for_flags(JUDGE_OPTIONS, {**FLAT, **(extra or {})})
