@@ -134,8 +134,13 @@ def test_eval_and_serve_dry_runs(
             == 0
         )
         before = _runs(store)
-        r = rlctl("eval", "gsm8k", "--model", str(tiny_model), "--data", str(data), "--dry-run")
+        r = rlctl(
+            "eval", "gsm8k", "--model", str(tiny_model), "--data", str(data), "--dry-run",
+            "--concurrency", "4", "--max-model-len", "64",
+        )  # fmt: skip
         assert r.returncode == 0, r.stderr.decode()
+        # options of other engines: said, not dropped in silence
+        assert "--backend hf does not read --concurrency, --max-model-len" in r.stderr.decode()
         assert f"task gsm8k: file:{data} (4 docs" in r.stderr.decode()
         assert yaml.safe_load(r.stdout)["data"] == str(data)
         assert _runs(store) == before

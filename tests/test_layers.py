@@ -11,7 +11,19 @@ ROOT = Path(__file__).resolve().parents[1] / "rlctl"
 
 # bottom to top; a package not listed here fails the test until it is placed
 LAYERS = [
-    {"__init__", "errors", "data", "config", "options", "net", "logs", "cache"},
+    {
+        "__init__",
+        "errors",
+        "data",
+        "config",
+        "options",
+        "net",
+        "logs",
+        "cache",
+        "files",
+        "signals",
+        "clock",
+    },
     {"records"},
     {"store"},
     {"models"},

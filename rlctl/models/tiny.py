@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rlctl.data import SAMPLES
+from rlctl.files import temp_name
 
 TOKENIZER_DIR = SAMPLES.parent / "tokenizer"
 TINY = {
@@ -68,7 +69,7 @@ def build_tiny(
         from rlctl.errors import BadInput
 
         raise BadInput(f"{out}: already exists; choose a new directory")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = temp_name(out)
     tok = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
     if not chat_template:
         tok.chat_template = None

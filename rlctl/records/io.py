@@ -25,6 +25,7 @@ from typing import IO, Any
 import orjson
 
 from rlctl.errors import BadInput
+from rlctl.files import temp_name
 from rlctl.records.schema import Kind, validate
 from rlctl.records.schema import kind as kind_by_name
 
@@ -243,9 +244,9 @@ class RecordWriter:
             self._tmp = scratch / f"out.{self.format}"
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            self._tmp = temp_name(self.path)
         parquet = self.format == "parquet"
-        # streamed as JSONL, converted at close; every hidden name ends in .tmp (store gc)
+        # streamed as JSONL, converted at close; a suffix keeps it a temp name (rlctl.files)
         self._jsonl_tmp = (
             self._tmp.with_name(self._tmp.name + ".jsonl.tmp") if parquet else self._tmp
         )

@@ -73,7 +73,7 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 
 def _save(path: Path, index: dict[str, Any]) -> None:
-    from rlctl.store.layout import atomic_write_bytes
+    from rlctl.files import atomic_write_bytes
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

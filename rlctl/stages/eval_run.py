@@ -121,9 +121,16 @@ def setup(store: Store, conf: dict[str, Any]) -> tuple[Any, Any]:
     """(endpoint, lm-eval's task manager), the command-wide settings checked first."""
     from rlctl.logs import quiet_transformers
     from rlctl.net import prefer_offline_hub
-    from rlctl.stages.evaluate import quiet_lm_eval
+    from rlctl.stages.evaluate import quiet_lm_eval, unread_engine_options
 
     _settle_task_conf(conf)
+    ignored = unread_engine_options(conf)
+    if ignored:
+        log.warning(
+            "--backend %s does not read %s (set for another backend); ignored",
+            conf["backend"],
+            ", ".join(ignored),
+        )
     endpoint = None
     if conf["backend"] == "openai":
         endpoint = resolve_endpoint(store, conf)

@@ -71,6 +71,22 @@ DEFAULTS = defaults(OPTIONS)
 DEFAULT_MAX_GEN_TOKS = 256
 
 
+# the engine options each backend hands to lm-eval's model class; the others it never reads
+ENGINE_KEYS = {
+    "hf": ("batch_size",),
+    "vllm": ("batch_size", "max_model_len", "enforce_eager"),
+    "openai": ("base_url", "endpoint", "concurrency"),
+}
+
+
+def unread_engine_options(conf: dict[str, Any]) -> list[str]:
+    """The engine options set (not at their default) that `--backend` does not read, as
+    flags: said on stderr instead of dropped in silence (`--concurrency` with hf)."""
+    mine = set(ENGINE_KEYS[conf["backend"]])
+    others = sorted({k for keys in ENGINE_KEYS.values() for k in keys} - mine)
+    return [f"--{k.replace('_', '-')}" for k in others if conf.get(k) != DEFAULTS[k]]
+
+
 def settle(conf: dict[str, Any]) -> None:
     """Fill in what defaults to other settings, once, so the run's config and every score say
     what lm-eval actually did: few-shot turns follow the chat template unless set."""

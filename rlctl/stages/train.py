@@ -311,7 +311,7 @@ def read_rows(
 def _follow(store: Store, kind: str, conf: dict[str, Any], ranks: Ranks) -> None:
     """Rank k > 0 of a distributed job: train what rank 0 read, into rank 0's run."""
     from rlctl.errors import AlreadyReported
-    from rlctl.store.run import signals_trapped
+    from rlctl.signals import signals_trapped
     from rlctl.train.ranks import RankView
     from rlctl.train.runner import fit, setup
 

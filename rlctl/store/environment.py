@@ -29,7 +29,8 @@ from typing import Any
 import orjson
 
 from rlctl.cache import cache_dir
-from rlctl.store.layout import Store, atomic_write_bytes, atomic_write_json
+from rlctl.files import atomic_write_bytes, atomic_write_json
+from rlctl.store.layout import Store
 from rlctl.store.liveness import hostname
 
 log = logging.getLogger("rlctl")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlctl.files import is_temp
 from rlctl.store.layout import Store
 from rlctl.store.liveness import death_reason
 
@@ -102,9 +103,7 @@ def gc(store: Store, *, failed: bool = False, dry_run: bool = False) -> GCReport
             report.kept.setdefault(rid, f"{status}, kept: {keep_reason(run, art_dir, used_by)}")
             continue
         for path in sorted(art_dir.iterdir()):
-            if path.name.endswith(".partial") or (
-                path.name.startswith(".") and path.name.endswith(".tmp")
-            ):
+            if path.name.endswith(".partial") or is_temp(path):
                 remove(path)
         kept = [a for a in run.get("artifacts") or [] if not a["path"].endswith(".partial")]
         if len(kept) != len(run.get("artifacts") or []) and not dry_run:

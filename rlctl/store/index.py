@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from rlctl.clock import utc_now
 from rlctl.errors import RlctlError
+from rlctl.files import atomic_write_json
 from rlctl.records.schema import KINDS, Kind
-from rlctl.store.layout import Store, atomic_write_json, utc_now
+from rlctl.store.layout import Store
 from rlctl.store.liveness import death_reason
 
 if TYPE_CHECKING:

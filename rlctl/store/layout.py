@@ -1,4 +1,4 @@
-"""Where things live in a store, and the one way files in it are written (atomically).
+"""Where things live in a store; its files are written atomically (`rlctl.files`).
 
 Files are the truth (DESIGN.md section 5): every writer touches only its own run's folder and
 replaces files by rename, so a reader on any node sees an old or a new version, never half of one.
@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from rlctl.errors import BadInput
+from rlctl.files import atomic_write_json
 
 STORE_ENV = "RLCTL_STORE"
 DEFAULT_STORE = ".rlctl"
@@ -27,25 +28,6 @@ def resolve_root(cli_value: str | Path | None = None) -> Path:
     """`--store`, else `$RLCTL_STORE`, else `./.rlctl`."""
     value = cli_value or os.environ.get(STORE_ENV) or DEFAULT_STORE
     return Path(value).expanduser().absolute()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, orjson.dumps(obj, option=orjson.OPT_INDENT_2, default=str) + b"\n")
-
-
-def utc_now() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def new_run_id(command: str) -> str:

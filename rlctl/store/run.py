@@ -9,24 +9,25 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any, Protocol
 
 import orjson
 
 from rlctl import __version__
+from rlctl.clock import utc_now
 from rlctl.errors import RunInterrupted
+from rlctl.files import atomic_write_json
 from rlctl.records.io import RecordWriter
+from rlctl.signals import restore_signals, trap_signals
 from rlctl.store.environment import environment_lock, normalize, record_environment
-from rlctl.store.layout import Store, atomic_write_json, new_run_id, utc_now
+from rlctl.store.layout import Store, new_run_id
 from rlctl.store.liveness import HEARTBEAT_S, hostname, process_started
 from rlctl.store.redact import redact_argv, redact_text, redact_value
 
@@ -57,7 +58,6 @@ _ENV_RECORDED = (
     "SLURM_PROCID",
     "CUDA_VISIBLE_DEVICES",
 )
-_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
 # Artifacts are columnar at rest (Parquet, zstd): SQL reads the columns it needs, and the files
 # are a fraction of JSONL's size. Pipes and `-o x.jsonl` still carry JSONL. A writer streams
 # JSONL to a hidden file and converts it when the artifact is complete.
@@ -328,40 +328,6 @@ class Run:
 
 def _tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
-
-
-def trap_signals(handler: Any = None) -> dict[int, Any]:
-    """SIGTERM, SIGINT and SIGHUP raise RunInterrupted (or call `handler`), so a run, or any
-    rank of a distributed one, can save what it has and say how it ended; returns the
-    handlers it replaced, for `restore_signals`."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    old = {}
-    for name in _SIGNALS:
-        sig = getattr(signal, name, None)
-        if sig is not None:
-            old[sig] = signal.signal(sig, handler or _raise_interrupted)
-    return old
-
-
-def restore_signals(old: dict[int, Any]) -> None:
-    for sig, handler in old.items():
-        signal.signal(sig, handler)
-    old.clear()
-
-
-@contextmanager
-def signals_trapped(handler: Any = None) -> Iterator[None]:
-    """`trap_signals` for the length of a block, the previous handlers restored after it."""
-    old = trap_signals(handler)
-    try:
-        yield
-    finally:
-        restore_signals(old)
-
-
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise RunInterrupted(signal.Signals(signum).name, 128 + signum)
 
 
 class DryRun(Run):

@@ -14,9 +14,9 @@ from transformers import TrainerCallback
 
 from rlctl.backends.judges.base import completion_text
 from rlctl.errors import RunInterrupted
+from rlctl.files import atomic_write_json
 from rlctl.records import RecordWriter
 from rlctl.store import Run
-from rlctl.store.layout import atomic_write_json
 from rlctl.train.ranks import RankView
 
 log = logging.getLogger("rlctl")

@@ -34,7 +34,7 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
     from rlctl.backends.generation import read_chat_template
     from rlctl.backends.generation.hf import load_causal_lm
     from rlctl.logs import quiet_transformers
-    from rlctl.store.run import signals_trapped
+    from rlctl.signals import signals_trapped
     from rlctl.train.callbacks import CheckpointState, StopOnSignal, StoreMetrics
     from rlctl.train.data import prompt_format
 

@@ -36,8 +36,8 @@ from typing import Any
 from rlctl.backends.judges.base import Score, completion_text
 from rlctl.backends.judges.llm_templates import Template, load_template
 from rlctl.errors import BadInput, RlctlError
+from rlctl.files import atomic_write_bytes
 from rlctl.net import reachable
-from rlctl.store.layout import atomic_write_bytes
 
 POINTWISE_SYSTEM = (
     "You are a strict, fair grader. Judge how well the response answers the user's request: "
