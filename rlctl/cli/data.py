@@ -91,27 +91,17 @@ whose order `train` keeps. A mixture file: sources: [gsm8k=0.5, mbpp=0.5], total
 def mix_cmd(ctx: click.Context, sources: tuple[str, ...], output: str | None, **_: object) -> None:
     """Mix prompt sources by weight into one stream (with `source` on every record), optionally
     as a curriculum; the realised counts are recorded in the run."""
-    from rlctl.stages.mix import DEFAULTS, check_conf, mix
-    from rlctl.stages.streams import emit
+    from rlctl.stages.mix import DEFAULTS, check_conf, mix_dry_run, mix_run
 
     conf = resolve_config(ctx, DEFAULTS, MIX_OPTIONS)
     if sources:  # the arguments win over a mixture file's sources, as flags do
         conf["sources"] = list(sources)
     parsed = check_conf(conf)
     store = get_store(ctx)
-
-    def check(run: Run) -> list[tuple[str, str]]:
-        n = sum(1 for _ in mix(store, run, conf, parsed))
-        counts = ", ".join(
-            f"{r['source']} {r['records']}/{r['available']}" for r in run.info["mix"]
-        )
-        return [("mix", f"{n} records: {counts}")]
-
-    if dry_run(ctx, store, conf, DEFAULTS, check):
+    if dry_run(ctx, store, conf, DEFAULTS, lambda run: mix_dry_run(store, run, conf, parsed)):
         return
     with Run(store, command_name(ctx), config=conf, seed=conf["seed"]) as run:
-        n = emit(run, mix(store, run, conf, parsed), "prompt", name="prompts", output=output)
-        run.metric("records", n)
+        mix_run(run, store, conf, parsed, output)
 
 
 VALIDATE_EPILOG = """\b

@@ -62,8 +62,8 @@ def tiny(
     """A random-weight Qwen2 causal LM (~430k parameters at the defaults, head size 32) with
     rlctl's bundled tokenizer and Qwen2.5's chat template (none with --no-chat-template): loads
     in transformers and vLLM, downloads nothing."""
-    from rlctl.models import build_tiny
     from rlctl.models.tiny import tiny_shape
+    from rlctl.stages.model import tiny_run
 
     shape = tiny_shape(layers, hidden_size, heads)
     heads = shape.get("num_attention_heads", heads)
@@ -76,8 +76,5 @@ def tiny(
         "chat_template": chat_template,
     }
     with Run(store, command_name(ctx), config={**config, "heads": heads}, seed=seed) as run:
-        summary = build_tiny(out, seed=seed, chat_template=chat_template, **shape)
-        run.register_path("model", "model", out)
-        run.info["config"]["model"] = summary
-        run.metric("parameters", summary["parameters"])
+        summary = tiny_run(run, out, seed, chat_template, shape)
     log.info("tiny model (%d parameters) -> %s (run %s)", summary["parameters"], out, run.run_id)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from rlctl.cli.common import command_name, get_store
 from rlctl.store import Run
-
-log = logging.getLogger("rlctl")
 
 
 @click.group()
@@ -86,23 +82,8 @@ def vllm(
 
         report(command_name(ctx), config, config, serve_dry_run(server))
         return
+    from rlctl.stages.serve import serve_run
+
     store = get_store(ctx)
     with Run(store, command_name(ctx), config=config) as run:
-        run.add_model(server.model)
-        run.artifact_dir.mkdir(parents=True, exist_ok=True)
-        log_path = run.artifact_dir / "server.log"
-        try:
-            server.start(log_path)
-            server.wait_healthy(health_timeout, log_path)
-            run.info["endpoint"] = server.endpoint(run.run_id, log_path)
-            run.save()
-            log.info(
-                "serving %s at %s (run %s); Ctrl-C stops it", server.name, server.url, run.run_id
-            )
-            code = server.proc.wait()  # type: ignore[union-attr]
-            from rlctl.errors import RlctlError
-
-            raise RlctlError(f"vLLM exited on its own with status {code} (log: {log_path})")
-        finally:
-            server.stop()
-            run.register_path("server.log", "log", log_path, fmt="log")
+        serve_run(run, server, health_timeout)

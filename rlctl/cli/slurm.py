@@ -68,20 +68,7 @@ def submit(
         sys.stdout.write(script)
         return
     with Run(store, "slurm submit", config=spec) as run:
-        path = run.artifact_dir / "job.sbatch"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(script)
-        run.register_path("script", "sbatch", path, "sbatch")
-        (store.root / "slurm").mkdir(parents=True, exist_ok=True)  # sbatch will not create it
-        job_id = jobs.submit(path)
-        run.info["slurm"] = {
-            "job_id": job_id,
-            "state": "PENDING",
-            "name": spec["name"],
-            "template": spec["template"],
-            "tasks": [],
-        }
-        run.save()
+        job_id = jobs.submit_run(run, store, spec, script)
     click.echo(job_id)
     click.echo(f"rlctl: job {job_id} ({spec['name']}) submitted; run {run.run_id}", err=True)
 

@@ -11,10 +11,13 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlctl.errors import BadInput, RlctlError
 from rlctl.store.layout import Store
+
+if TYPE_CHECKING:
+    from rlctl.store import Run
 
 # Job states after which nothing changes (squeue(1), JOB STATE CODES).
 TERMINAL = {
@@ -58,6 +61,26 @@ def submit(script: Path) -> str:
             raise
         raise BadInput(f"{e}; check the cluster settings (rlctl slurm submit --dry-run)") from e
     return r.stdout.strip().split(";")[0]
+
+
+def submit_run(run: Run, store: Store, spec: dict[str, Any], script: str) -> str:
+    """`rlctl slurm submit` inside its run: the rendered script kept as an artifact, the job
+    submitted and its id recorded (what `slurm status` and `--cancel` follow). Returns it."""
+    path = run.artifact_dir / "job.sbatch"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(script)
+    run.register_path("script", "sbatch", path, "sbatch")
+    (store.root / "slurm").mkdir(parents=True, exist_ok=True)  # sbatch will not create it
+    job_id = submit(path)
+    run.info["slurm"] = {
+        "job_id": job_id,
+        "state": "PENDING",
+        "name": spec["name"],
+        "template": spec["template"],
+        "tasks": [],
+    }
+    run.save()
+    return job_id
 
 
 def cancel(job_id: str, graceful: bool = False) -> None:

@@ -238,6 +238,28 @@ def mix(store: Store, run: Run, conf: dict[str, Any], sources: list[Source]) -> 
     return iter(out)
 
 
+def mix_run(
+    run: Run, store: Store, conf: dict[str, Any], sources: list[Source], output: str | None = None
+) -> int:
+    """`rlctl data mix` inside its run: the mixed prompts stored and streamed, the realised
+    counts per source in the run. Returns the records written."""
+    from rlctl.stages.streams import emit
+
+    n = emit(run, mix(store, run, conf, sources), "prompt", name="prompts", output=output)
+    run.metric("records", n)
+    return n
+
+
+def mix_dry_run(
+    store: Store, run: Run, conf: dict[str, Any], sources: list[Source]
+) -> list[tuple[str, str]]:
+    """`--dry-run`: the mix drawn as the run would draw it (each source read, each share
+    checked), nothing written."""
+    n = sum(1 for _ in mix(store, run, conf, sources))
+    counts = ", ".join(f"{r['source']} {r['records']}/{r['available']}" for r in run.info["mix"])
+    return [("mix", f"{n} records: {counts}")]
+
+
 def _all(sources: list[Source]) -> list[dict[str, Any]]:
     return [r for s in sources for r in s.taken]
 

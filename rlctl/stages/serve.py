@@ -16,11 +16,14 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import psutil
 
 from rlctl.errors import BadInput, RlctlError
+
+if TYPE_CHECKING:
+    from rlctl.store import Run
 
 log = logging.getLogger("rlctl")
 
@@ -224,6 +227,26 @@ class VLLMServer:
 
 
 _ENGINE_DTYPE = re.compile(r"Initializing a V1 LLM engine .*?\bdtype=(?:torch\.)?(\w+)")
+
+
+def serve_run(run: Run, server: VLLMServer, health_timeout: float) -> NoReturn:
+    """`rlctl serve vllm` inside its run: the server started, its endpoint registered once
+    healthy (what `--endpoint latest` finds), then supervised until a signal ends the run or
+    the server dies (an error: nobody asked it to stop). Its log is kept either way."""
+    run.add_model(server.model)
+    run.artifact_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run.artifact_dir / "server.log"
+    try:
+        server.start(log_path)
+        server.wait_healthy(health_timeout, log_path)
+        run.info["endpoint"] = server.endpoint(run.run_id, log_path)
+        run.save()
+        log.info("serving %s at %s (run %s); Ctrl-C stops it", server.name, server.url, run.run_id)
+        code = server.proc.wait()  # type: ignore[union-attr]
+        raise RlctlError(f"vLLM exited on its own with status {code} (log: {log_path})")
+    finally:
+        server.stop()
+        run.register_path("server.log", "log", log_path, fmt="log")
 
 
 def engine_dtype_of(log_path: Path) -> str | None:
