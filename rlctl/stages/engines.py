@@ -28,6 +28,17 @@ def resolve_endpoint(store: Store, conf: dict[str, Any]) -> dict[str, Any] | Non
     return endpoint
 
 
+def say_unread(backend: str, options: list[str]) -> None:
+    """One stderr line for the options set for another engine than `backend`: they change
+    nothing, and the user who set them should know."""
+    if options:
+        log.warning(
+            "--backend %s does not read %s (set for another backend); ignored",
+            backend,
+            ", ".join(options),
+        )
+
+
 def record_engine(run: Run, engine: dict[str, Any]) -> dict[str, Any]:
     """What the generator really ran, in run.json (`generator`). Through an OpenAI endpoint the
     client's own `dtype`/`fp32_lm_head` settings do not apply, so the config records the

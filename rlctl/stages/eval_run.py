@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rlctl.errors import BadInput
-from rlctl.stages.engines import link_model, resolve_endpoint
+from rlctl.stages.engines import link_model, resolve_endpoint, say_unread
 from rlctl.stages.eval_index import task_manager
 from rlctl.stages.eval_tasks import FEWSHOT_FROM_TEST, SAMPLE
 from rlctl.stages.evaluate import DEFAULTS, OPTIONS
@@ -124,13 +124,7 @@ def setup(store: Store, conf: dict[str, Any]) -> tuple[Any, Any]:
     from rlctl.stages.evaluate import quiet_lm_eval, unread_engine_options
 
     _settle_task_conf(conf)
-    ignored = unread_engine_options(conf)
-    if ignored:
-        log.warning(
-            "--backend %s does not read %s (set for another backend); ignored",
-            conf["backend"],
-            ", ".join(ignored),
-        )
+    say_unread(conf["backend"], unread_engine_options(conf))
     endpoint = None
     if conf["backend"] == "openai":
         endpoint = resolve_endpoint(store, conf)

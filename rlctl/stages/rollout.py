@@ -4,7 +4,6 @@ memory stays flat and the next stage starts before the last prompt is generated.
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,6 @@ from rlctl.backends.generation.options import flat_options, section_options
 from rlctl.errors import BadInput
 from rlctl.options import ENDPOINT, Option, defaults, precision
 from rlctl.store import Run, Store
-
-log = logging.getLogger(__name__)
 
 OPTIONS: dict[str, Option] = {
     "model": Option(None, "Local path or hub id (openai: the served model name)"),
@@ -107,17 +104,11 @@ def check_conf(store: Store, conf: dict[str, Any]) -> dict | None:
     a backend that is not running is said on stderr. Returns the `serve` endpoint an openai
     backend reaches."""
     from rlctl.backends.generation.options import fill_sections, unused
-    from rlctl.stages.engines import resolve_endpoint
+    from rlctl.stages.engines import resolve_endpoint, say_unread
     from rlctl.stages.streams import guard_stdout
 
     fill_sections(conf, DEFAULTS)
-    ignored = unused(conf)
-    if ignored:
-        log.warning(
-            "--backend %s does not read %s (set for another backend); ignored",
-            conf["backend"],
-            ", ".join(ignored),
-        )
+    say_unread(conf["backend"], unused(conf))
     endpoint = None
     if conf["backend"] == "openai":
         endpoint = resolve_endpoint(store, conf)
