@@ -833,3 +833,21 @@ def test_a_chat_template_file_renders_rollouts_and_trains_the_policy(
         served.returncode == 2
         and "serve vllm --model M --chat-template FILE" in served.stderr.decode()
     )
+
+
+def test_each_recipe_counts_the_rows_max_length_cuts() -> None:
+    """What `data/truncated` counts, per trainer (each recipe's own `truncated`): an SFT row
+    whose tokens reach max_length; a preference row whose prompt plus longer answer passes it
+    (TRL's collator keeps the start). GRPO rows are prompts, which TRL does not cut."""
+    from rlctl.train.recipe import recipe
+
+    sft = {"input_ids": [[1] * 5, [1] * 10, [1] * 12]}
+    assert recipe("sft").truncated(sft, 10) == 2
+    pairs = {
+        "prompt_ids": [[1] * 4, [1] * 4, [1] * 4],
+        "chosen_ids": [[1] * 3, [1] * 7, [1] * 1],
+        "rejected_ids": [[1] * 2, [1] * 1, [1] * 7],
+    }
+    for kind in ("dpo", "beta-dpo"):
+        assert recipe(kind).truncated(pairs, 10) == 2
+    assert recipe("grpo").truncated({"prompt": ["p"]}, 1) == 0

@@ -21,6 +21,15 @@ class DPORecipe(Recipe):
     def rows(self, located: Iterable[tuple[str, dict[str, Any]]], conf: dict[str, Any]) -> list:
         return dpo_rows(located, prompt_format(conf))
 
+    def truncated(self, dataset: Any, max_length: int) -> int:
+        """The collator cuts prompt + completion at max_length (keep_start)."""
+        return sum(
+            len(p) + max(len(c), len(r)) > max_length
+            for p, c, r in zip(
+                dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"], strict=True
+            )
+        )
+
     def build(self, common: dict[str, Any], *_: Any) -> Any:
         from trl import DPOTrainer
 

@@ -76,6 +76,10 @@ class Recipe:
     def dataset_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return rows
 
+    def truncated(self, dataset: Any, max_length: int) -> int:
+        """Rows of TRL's tokenized `dataset` that `max_length` cuts (runner.report_data)."""
+        return 0
+
     def build(
         self,
         common: dict[str, Any],

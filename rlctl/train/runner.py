@@ -13,7 +13,7 @@ from rlctl.errors import BadInput, RunInterrupted
 from rlctl.store import Run
 from rlctl.train.config import trl_config
 from rlctl.train.ranks import Job, RankView, leave
-from rlctl.train.recipe import Setup, recipe
+from rlctl.train.recipe import Recipe, Setup, recipe
 
 log = logging.getLogger("rlctl")
 
@@ -66,11 +66,11 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
     state = CheckpointState({})
     trainer = rec.build(common, conf, job, built, run, state)
     if rec.counts_rows:
-        report_data(run, kind, len(rows), trainer.train_dataset, args, float(conf["max_dropped"]))
+        report_data(run, rec, len(rows), trainer.train_dataset, args, float(conf["max_dropped"]))
         if job.eval_rows:
             report_data(
                 run,
-                kind,
+                rec,
                 len(job.eval_rows),
                 trainer.eval_dataset,
                 args,
@@ -109,7 +109,7 @@ def fit(run: Run | RankView, kind: str, conf: dict[str, Any], job: Job, built: S
 
 def report_data(
     run: Run | RankView,
-    kind: str,
+    rec: Recipe,
     rows_in: int,
     dataset: Any,
     args: Any,
@@ -127,18 +127,7 @@ def report_data(
     limit = getattr(args, "max_length", None)
     truncated = 0
     if limit is not None and not getattr(args, "packing", False):
-        if kind == "sft":
-            truncated = sum(len(ids) >= limit for ids in dataset["input_ids"])
-        else:  # the collator cuts prompt + completion at max_length (keep_start)
-            truncated = sum(
-                len(p) + max(len(c), len(r)) > limit
-                for p, c, r in zip(
-                    dataset["prompt_ids"],
-                    dataset["chosen_ids"],
-                    dataset["rejected_ids"],
-                    strict=True,
-                )
-            )
+        truncated = rec.truncated(dataset, limit)
     counts = {"rows_in": rows_in, "trained": kept, "dropped": dropped, "truncated": truncated}
     if isinstance(run, Run):
         for key, value in counts.items():

@@ -24,6 +24,9 @@ class SFTRecipe(Recipe):
     def rows(self, located: Iterable[tuple[str, dict[str, Any]]], conf: dict[str, Any]) -> list:
         return sft_rows(located, conf["target"], prompt_format(conf))
 
+    def truncated(self, dataset: Any, max_length: int) -> int:
+        return sum(len(ids) >= max_length for ids in dataset["input_ids"])
+
     def resolve(
         self, section: dict[str, Any], conf: dict[str, Any], run: Any, rows: list
     ) -> dict[str, Any]:
