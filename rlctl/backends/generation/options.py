@@ -60,14 +60,15 @@ def fill_sections(conf: dict[str, Any], flat_defaults: Mapping[str, Any]) -> Non
 
 def unused(conf: Mapping[str, Any]) -> list[str]:
     """The options set for a backend other than `conf["backend"]`, as the user wrote them."""
-    flags = {section: flat for flat, section in FLAT.items()}
-    out = [
-        f"{name}.{key}"
-        + (f" (--{flags[name, key].replace('_', '-')})" if (name, key) in flags else "")
-        for name, values in ((n, conf[n]) for n in BACKEND_OPTIONS if n != conf["backend"])
-        for key, value in values.items()
-        if value != BACKEND_DEFAULTS[name][key]
-    ]
+    flag_of = {target: flat for flat, target in FLAT.items()}
+    out = []
+    for name in BACKEND_OPTIONS:
+        if name == conf["backend"]:
+            continue
+        for key, value in conf[name].items():
+            if value != BACKEND_DEFAULTS[name][key]:
+                flag = flag_of.get((name, key))
+                out.append(f"{name}.{key}" + (f" (--{flag.replace('_', '-')})" if flag else ""))
     if conf["backend"] != "openai":
         out += [f"--{k.replace('_', '-')}" for k in SERVER_KEYS if conf.get(k)]
     return out
